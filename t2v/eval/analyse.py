@@ -49,7 +49,7 @@ JUMP_EPS = 0.5  # max_jump_ratio: added to the median frame change (0..255 scale
 class ObjectTrack:
     """One detected object. size is None when motion is growing/shrinking (as in ObjectSpec).
 
-    centroids: [F, 2] (x, y) in px, NaN where the object is absent; areas: [F] px.
+    centroids: [F, 2] (x, y) in px, NaN where the object is absent (area < MIN_AREA_FRAC); areas: [F] px.
     iou: median IoU with the best-fitting shape template; extent: median diameter / min(H, W).
     """
 
@@ -134,8 +134,8 @@ def _clean(mask: np.ndarray) -> np.ndarray:
     return mask & (_neighbours(mask) >= MIN_NEIGHBOURS)
 
 
-def _classify_motion(centroids: np.ndarray, areas: np.ndarray, height: int, width: int) -> str:
-    present = np.flatnonzero(areas > 0)
+def _classify_motion(centroids: np.ndarray, areas: np.ndarray, present: np.ndarray, height: int, width: int) -> str:
+    present = np.flatnonzero(present)
     k = max(1, int(round(END_FRAMES * len(areas))))
     first, last = present[:k], present[-k:]
     ratio = areas[last].mean() / max(areas[first].mean(), 1.0)
@@ -163,7 +163,8 @@ def _track(color: str, mask: np.ndarray) -> ObjectTrack:
     centroids = np.full((num_frames, 2), np.nan)
     ys, xs = np.arange(height) + 0.5, np.arange(width) + 0.5
     ious = {s: [] for s in SHAPES}
-    for f in np.flatnonzero(areas > 0):
+    present = areas >= MIN_AREA_FRAC * height * width  # frames where the object is seen
+    for f in np.flatnonzero(present):
         cx, cy = mask[f].sum(0) @ xs / areas[f], mask[f].sum(1) @ ys / areas[f]
         centroids[f] = cx, cy
         for s in SHAPES:
@@ -171,9 +172,8 @@ def _track(color: str, mask: np.ndarray) -> ObjectTrack:
             ious[s].append((mask[f] & t).sum() / (mask[f] | t).sum())
     scores = {s: float(np.median(v)) for s, v in ious.items()}
     shape = max(scores, key=scores.get)
-    present = areas[areas > 0]
-    extent = float(np.median(np.sqrt(present / IDEAL_FILL[shape]))) / min(height, width)
-    motion = _classify_motion(centroids, areas, height, width)
+    extent = float(np.median(np.sqrt(areas[present] / IDEAL_FILL[shape]))) / min(height, width)
+    motion = _classify_motion(centroids, areas, present, height, width)
     size = None if motion in ("growing", "shrinking") else "large" if extent > SIZE_SPLIT else "small"
     return ObjectTrack(color, shape, size, motion, centroids, areas, scores[shape], extent)
 

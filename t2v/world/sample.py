@@ -7,19 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from t2v.video_io import write_video
 from t2v.world.captions import caption
 from t2v.world.shapes import render, sample_scene, scene_to_dict
-
-
-def _write_gif(path: Path, frames: np.ndarray) -> None:
-    try:
-        from t2v.video_io import write_video
-    except ImportError:
-        import imageio.v3 as iio
-
-        iio.imwrite(path, frames, duration=125, loop=0)
-    else:
-        write_video(path, frames, fps=8, overwrite=True)
 
 
 def write_samples(
@@ -27,7 +17,8 @@ def write_samples(
 ) -> list[Path]:
     """Write clip_000.gif ... clip_{n-1}.gif and captions.jsonl ({"file", "caption", "scene"} per line) to out_dir.
 
-    Clip i is drawn with np.random.default_rng([seed, i]), like ShapesWorldDataset. Returns the GIF paths.
+    Clip i is drawn with np.random.default_rng([seed, i]), like ShapesWorldDataset; GIFs are
+    8 fps and existing files are overwritten. Returns the GIF paths.
     """
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be an int >= 0, got {n!r}")
@@ -39,7 +30,7 @@ def write_samples(
         scene = sample_scene(rng)
         frames = render(scene, num_frames, height, width, rng)
         path = out / f"clip_{i:03d}.gif"
-        _write_gif(path, frames)
+        write_video(path, frames, fps=8, overwrite=True)
         paths.append(path)
         lines.append(json.dumps({"file": path.name, "caption": caption(scene, rng), "scene": scene_to_dict(scene)}))
     (out / "captions.jsonl").write_text("".join(line + "\n" for line in lines))

@@ -9,8 +9,11 @@ inside the canvas):
 
 - sizes scale with min(height, width): small ~ 12 px, large ~ 22 px at 64x64;
 - moving objects travel TRAVEL_FRAC of the canvas along their axis, linearly;
-- growing/shrinking objects keep their centre and interpolate the side
-  linearly between the small and the large size;
+- growing/shrinking objects keep their centre (to half a pixel) and
+  interpolate the side linearly, in whole pixels, between the small and the
+  large size;
+- every frame's bounding box is snapped to the pixel grid, so a moving shape
+  keeps its exact pixel pattern (no shimmer);
 - with two objects the canvas is split in two bands (top/bottom when no
   object moves vertically, left/right when no object moves horizontally), one
   object per band. A horizontal and a vertical mover cannot share the canvas
@@ -232,12 +235,16 @@ def trajectories(
         cx0 = rng.uniform(max(lo_x, lo_x - dx), min(hi_x, hi_x - dx))
         cy0 = rng.uniform(max(lo_y, lo_y - dy), min(hi_y, hi_y - dy))
         if obj.motion == "growing":
-            diam = small + (large - small) * t
+            diam = np.round(small + (large - small) * t)  # whole px: grows 1 px at a time
         elif obj.motion == "shrinking":
-            diam = large + (small - large) * t
+            diam = np.round(large + (small - large) * t)
         else:
             diam = np.full_like(t, d_max)
-        out.append(np.stack([cx0 + dx * t, cy0 + dy * t, diam], axis=1))
+        # snap the bounding box to the pixel grid: a moving shape keeps its exact pixel pattern
+        rf = diam / 2
+        cx = np.round(cx0 + dx * t - rf) + rf
+        cy = np.round(cy0 + dy * t - rf) + rf
+        out.append(np.stack([cx, cy, diam], axis=1))
     return out
 
 

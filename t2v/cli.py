@@ -1,0 +1,131 @@
+"""The `t2v` command line.
+
+    t2v generate "a red circle moving right" -o out.mp4
+    t2v models
+    t2v world sample -n 16 -o samples/
+    t2v train configs/shapes-unet.yaml
+    t2v eval -o eval/
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+import t2v
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Text-to-video with latent video diffusion.")
+world_app = typer.Typer(no_args_is_help=True, help="The synthetic Shapes world the default model learns from.")
+app.add_typer(world_app, name="world")
+
+
+def fail(message: str, code: int = 2):
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"t2v {t2v.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+):
+    pass
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="What the video shows."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file; the format follows the extension (.mp4 .webm .gif .npy, or a folder for PNG frames)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or Hub id (default: the embedded t2v-shapes model)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Number of frames (default: the model's)."),
+    height: Optional[int] = typer.Option(None, "--height", help="Height in pixels, a multiple of the VAE factor (default: the model's)."),
+    width: Optional[int] = typer.Option(None, "--width", help="Width in pixels (default: the model's)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (default: the model's, 25)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (default: the model's)."),
+    negative: Optional[str] = typer.Option(None, "--negative", help="Negative prompt."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (drawn and printed when not given)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Solver: dpm++ (default), ddim, euler, euler-a, unipc, ..."),
+    fps: float = typer.Option(8.0, "--fps", help="Frames per second of the output file."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: float16 on CUDA, else float32)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output file if it exists."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Generate a video from a text prompt."""
+    from t2v.generate import GenerateRequest, run_generate
+
+    request = GenerateRequest(
+        prompt=prompt, output=output, model=model, num_frames=frames, height=height, width=width,
+        num_inference_steps=steps, guidance_scale=guidance, negative_prompt=negative, seed=seed,
+        scheduler=scheduler, fps=fps, device=device, dtype=dtype, overwrite=overwrite, progress=not quiet,
+    )
+    try:
+        result = run_generate(request)
+    except ValueError as e:  # bad input, unknown model, unwritable output: one line, no traceback
+        fail(str(e))
+    typer.echo(f"wrote {result.path} ({result.num_frames} frames, {result.width}x{result.height}, {result.fps:g} fps, seed {result.seed})")
+
+
+@app.command()
+def models():
+    """List known and installed models."""
+    from t2v.models.loading import list_models
+
+    for row in list_models():
+        typer.echo(f"{row['name']:<36} {row['status']:<24} {row['about']}")
+
+
+@world_app.command("sample")
+def world_sample(
+    n: int = typer.Option(16, "-n", help="Number of clips."),
+    output: Path = typer.Option(..., "-o", "--output", help="Directory for the clips and captions.jsonl."),
+    seed: int = typer.Option(0, "--seed"),
+    frames: int = typer.Option(16, "--frames"),
+    size: int = typer.Option(64, "--size", help="Canvas height and width in pixels."),
+):
+    """Write clips of the Shapes world with their captions, to look at the data."""
+    from t2v.world.sample import write_samples
+
+    if n < 1:
+        fail(f"-n must be >= 1, got {n}")
+    try:
+        paths = write_samples(n, output, seed=seed, num_frames=frames, height=size, width=size)
+    except ValueError as e:
+        fail(str(e))
+    typer.echo(f"wrote {len(paths)} clips and captions.jsonl to {output}")
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="A YAML/JSON training config (see configs/)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a setting: --set steps=100 --set output_dir=runs/x"),
+):
+    """Train a model (VAE or text-to-video UNet). For several processes/GPUs: accelerate launch -m t2v.training.train CONFIG."""
+    from t2v.training.config import load_config
+    from t2v.training.train import parse_overrides, train as run_train
+
+    try:
+        cfg = load_config(config, parse_overrides(set_))
+    except ValueError as e:
+        fail(str(e))
+    try:
+        path = run_train(cfg)
+    except ValueError as e:
+        fail(str(e))
+    typer.echo(f"model written to {path}")
+
+
+def run():  # pragma: no cover
+    app(prog_name="t2v")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,105 @@
+"""Prompt in, video file out: the job behind `t2v generate` (and the job server).
+
+Order matters for the user: everything that can be checked cheaply (output path, scheduler name,
+device, dtype) is checked before the model loads, and nothing is written until the frames exist.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from t2v.models.loading import load_pipeline, parse_dtype, pick_device
+from t2v.pipelines.schedulers import SCHEDULERS
+from t2v.pipelines.text_to_video import to_uint8
+from t2v.video_io import check_output_path, write_video
+
+
+@dataclass
+class GenerateRequest:
+    prompt: str
+    output: Path
+    model: str | None = None
+    num_frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    scheduler: str | None = None
+    fps: float = 8.0
+    device: str = "auto"
+    dtype: str | None = None
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
+class GenerateResult:
+    path: Path
+    seed: int
+    num_frames: int
+    height: int
+    width: int
+    fps: float
+
+
+_cache: dict[tuple, object] = {}
+
+
+def get_pipeline(model: str | None, device: str, dtype: str | None):
+    """Load once per (model, device, dtype) per process."""
+    key = (model, device, dtype)
+    if key not in _cache:
+        _cache.clear()  # one model in memory at a time
+        _cache[key] = load_pipeline(model, device=device, dtype=dtype)
+    return _cache[key]
+
+
+def _given(value, default):
+    return default if value is None else value
+
+
+def draw_seed() -> int:
+    return secrets.randbelow(2**31)
+
+
+def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | None = None) -> GenerateResult:
+    # 1. Cheap checks first: nothing is loaded or generated for a request that cannot be written
+    path = check_output_path(req.output, overwrite=req.overwrite)
+    if req.scheduler is not None and req.scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {req.scheduler!r}; choose one of: {', '.join(SCHEDULERS)}")
+    if not (isinstance(req.fps, (int, float)) and math.isfinite(req.fps) and req.fps > 0):
+        raise ValueError(f"fps must be a positive number, got {req.fps!r}")
+    device = pick_device(req.device)
+    parse_dtype(req.dtype, device)
+    seed = draw_seed() if req.seed is None else req.seed
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+
+    # 2. The model, with its recommended settings for anything not given
+    pipe = get_pipeline(req.model, device, req.dtype)
+    defaults = getattr(pipe, "t2v_defaults", {})
+    if req.scheduler:
+        pipe.set_scheduler(req.scheduler)
+    pipe.set_progress_bar_config(disable=not req.progress)
+    kwargs = dict(
+        prompt=req.prompt,
+        negative_prompt=req.negative_prompt,
+        num_frames=_given(req.num_frames, defaults.get("num_frames", 16)),
+        height=_given(req.height, pipe.default_size),
+        width=_given(req.width, pipe.default_size),
+        num_inference_steps=_given(req.num_inference_steps, defaults.get("num_inference_steps", 25)),
+        guidance_scale=_given(req.guidance_scale, defaults.get("guidance_scale", 9.0)),
+        seed=seed,
+    )
+    callback = (lambda i, n, _latents: on_step(i + 1, n)) if on_step else None
+
+    # 3. Generate, then write atomically
+    frames = pipe(**kwargs, callback_on_step_end=callback).frames[0]
+    write_video(path, to_uint8(frames), fps=req.fps, overwrite=req.overwrite)
+    return GenerateResult(path, seed, kwargs["num_frames"], kwargs["height"], kwargs["width"], req.fps)

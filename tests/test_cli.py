@@ -1,0 +1,142 @@
+"""The CLI end to end on a tiny model directory: files written, seeds printed, clear errors, nothing half-written."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import t2v
+from t2v.cli import app
+from t2v.models import loading
+from t2v.video_io import read_video
+
+runner = CliRunner()
+FAST = ["--frames", "3", "--steps", "2", "--height", "32", "--width", "32", "-q"]
+
+
+def gen(model_dir, out, *extra):
+    return runner.invoke(app, ["generate", "a red circle moving right", "-o", str(out), "--model", str(model_dir), "--device", "cpu", *FAST, *extra])
+
+
+def test_version():
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"t2v {t2v.__version__}"
+
+
+def test_generate_writes_video_and_prints_seed(model_dir, tmp_path):
+    out = tmp_path / "out.mp4"
+    r = gen(model_dir, out, "--seed", "42", "--fps", "4")
+    assert r.exit_code == 0, r.output
+    assert f"wrote {out}" in r.output and "seed 42" in r.output and "3 frames, 32x32" in r.output
+    frames, fps = read_video(out)
+    assert frames.shape == (3, 32, 32, 3) and fps == 4
+
+
+def test_random_seed_is_drawn_and_reproduces(model_dir, tmp_path):
+    r = gen(model_dir, tmp_path / "a.npy")
+    assert r.exit_code == 0, r.output
+    seed = int(r.output.split("seed ")[1].split(")")[0])
+    assert gen(model_dir, tmp_path / "b.npy", "--seed", str(seed)).exit_code == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    assert gen(model_dir, tmp_path / "c.npy", "--seed", str(seed + 1)).exit_code == 0
+    assert not np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "c.npy"))
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webm", "npy", ""])
+def test_format_follows_extension(model_dir, tmp_path, fmt):
+    out = tmp_path / (f"v.{fmt}" if fmt else "frames")
+    assert gen(model_dir, out, "--seed", "1").exit_code == 0
+    assert read_video(out)[0].shape[0] == 3
+
+
+BAD = [
+    (["--height", "33"], "height must be a positive multiple of 2 (the VAE's downsampling factor), got 33"),
+    (["--frames", "0"], "num_frames must be an integer in [1, "),
+    (["--steps", "0"], "num_inference_steps must be an integer >= 1"),
+    (["--guidance", "nan"], "guidance_scale must be a finite number"),
+    (["--scheduler", "magic"], "unknown scheduler 'magic'; choose one of: dpm++"),
+    (["--fps", "0"], "fps must be a positive number"),
+    (["--dtype", "int8"], "dtype must be one of"),
+    (["--device", "tpu"], "device must be auto, cpu"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD)
+def test_bad_input_clear_error_nothing_written(model_dir, tmp_path, extra, message):
+    out = tmp_path / "out.mp4"
+    r = gen(model_dir, out, *extra)
+    assert r.exit_code == 2
+    assert message in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_empty_prompt(model_dir, tmp_path):
+    r = runner.invoke(app, ["generate", "  ", "-o", str(tmp_path / "o.mp4"), "--model", str(model_dir), *FAST])
+    assert r.exit_code == 2 and "prompt must be a non-empty string" in r.output
+
+
+def test_existing_output_kept_without_overwrite(model_dir, tmp_path):
+    out = tmp_path / "out.npy"
+    out.write_bytes(b"precious")
+    r = gen(model_dir, out)
+    assert r.exit_code == 2 and "--overwrite" in r.output and out.read_bytes() == b"precious"
+    assert gen(model_dir, out, "--overwrite").exit_code == 0 and np.load(out).shape[0] == 3
+
+
+def test_unwritable_output_fails_before_loading(tmp_path):
+    r = gen(tmp_path / "no-model-here", tmp_path / "missing-dir" / "out.mp4")
+    assert r.exit_code == 2 and "does not exist" in r.output and "missing-dir" in r.output
+
+
+def test_model_errors(tmp_path, model_dir):
+    out = tmp_path / "o.mp4"
+    r = gen(tmp_path / "nowhere", out)
+    assert r.exit_code == 2 and "model directory" in r.output and "does not exist" in r.output
+
+    sd = tmp_path / "sd"
+    sd.mkdir()
+    (sd / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}))
+    r = gen(sd, out)
+    assert r.exit_code == 2 and "not a text-to-video model: found a StableDiffusionPipeline with a UNet2DConditionModel" in r.output
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "weights.ckpt").write_bytes(b"x")
+    r = gen(empty, out)
+    assert r.exit_code == 2 and "no model_index.json (found: weights.ckpt)" in r.output
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(model_dir, pickled)
+    for f in (pickled / "unet").glob("*.safetensors"):
+        f.rename(f.with_name("diffusion_pytorch_model.bin"))
+    r = gen(pickled, out)
+    assert r.exit_code == 2 and "only pickle-based weights (diffusion_pytorch_model.bin)" in r.output
+    assert not out.exists()
+
+
+def test_no_default_model_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(loading, "DEFAULT_MODEL_DIR", tmp_path / "absent")
+    r = runner.invoke(app, ["generate", "a red circle", "-o", str(tmp_path / "o.mp4"), "-q"])
+    assert r.exit_code == 2 and "no default model is installed" in r.output
+
+
+def test_models_lists_known_models():
+    r = runner.invoke(app, ["models"])
+    assert r.exit_code == 0
+    assert "t2v-shapes" in r.output and "damo-vilab/text-to-video-ms-1.7b" in r.output
+
+
+def test_world_sample(tmp_path):
+    r = runner.invoke(app, ["world", "sample", "-n", "3", "-o", str(tmp_path / "s"), "--frames", "4"])
+    assert r.exit_code == 0, r.output
+    lines = (tmp_path / "s" / "captions.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line)["caption"] for line in lines)
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "t2v.cli", "generate", "x", "-o", str(tmp_path / "o.xyz")], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "error:" in r.stderr and ".mp4" in r.stderr
