@@ -123,6 +123,39 @@ def train(
     typer.echo(f"model written to {path}")
 
 
+@app.command("eval")
+def eval_(
+    output: Path = typer.Option(Path("eval"), "-o", "--output", help="Directory for eval.json and eval.md."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory (default: the embedded model)."),
+    prompts: int = typer.Option(48, "--prompts", help="Prompts per set (seen, held-out, novel phrasing)."),
+    seeds: int = typer.Option(2, "--seeds", help="Seeds per prompt."),
+    steps: Optional[int] = typer.Option(None, "--steps"),
+    guidance: Optional[float] = typer.Option(None, "--guidance"),
+    device: str = typer.Option("auto", "--device"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+):
+    """Measure prompt adherence of a Shapes-world model by analysing the frames it generates."""
+    from t2v.eval.run import evaluate, eval_prompts, markdown_table, write_report
+    from t2v.models.loading import load_pipeline
+
+    if prompts < 1 or seeds < 1 or batch_size < 1:
+        fail(f"--prompts, --seeds and --batch-size must be >= 1, got {prompts}, {seeds}, {batch_size}")
+    try:
+        pipe = load_pipeline(model, device=device)
+    except ValueError as e:
+        fail(str(e))
+    defaults = getattr(pipe, "t2v_defaults", {})
+    steps = steps or defaults.get("num_inference_steps", 25)
+    guidance = defaults.get("guidance_scale", 9.0) if guidance is None else guidance
+    pipe.set_progress_bar_config(disable=True)
+    report = evaluate(pipe, eval_prompts(prompts), seeds=tuple(range(seeds)), batch_size=batch_size,
+                      num_inference_steps=steps, guidance_scale=guidance)
+    settings = {"model": model or "t2v-shapes (embedded)", "prompts": prompts, "seeds": seeds, "steps": steps, "guidance": guidance}
+    json_path, md_path = write_report(report, output, settings)
+    typer.echo(markdown_table(report["summary"]))
+    typer.echo(f"wrote {json_path} and {md_path}")
+
+
 def run():  # pragma: no cover
     app(prog_name="t2v")
 

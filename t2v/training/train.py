@@ -104,7 +104,8 @@ def run(config: TrainConfig, model: torch.nn.Module, loss_fn, export_fn, sample_
         accelerator.print(f"already trained for {step} steps")
     warmup = max(1, config.warmup_steps)
     lr_at = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps)))  # noqa: E731
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s + step))
+    first = step  # the LR schedule continues where a resumed run left off
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s + first))
 
     # Fresh shuffles after a resume: the data is drawn, not replayed (a world made on the fly has no epochs).
     set_seed(config.seed + step)
