@@ -14,6 +14,7 @@ _LAZY = {
     "save_model": "t2v.models.loading",
     "write_video": "t2v.video_io",
     "read_video": "t2v.video_io",
+    "PatchAutoencoder": "t2v.models.patch_vae",  # named in model_index.json of the embedded model
 }
 
 

@@ -115,6 +115,12 @@ def test_model_errors(tmp_path, model_dir):
         f.rename(f.with_name("diffusion_pytorch_model.bin"))
     r = gen(pickled, out)
     assert r.exit_code == 2 and "only pickle-based weights (diffusion_pytorch_model.bin)" in r.output
+
+    remote_code = tmp_path / "remote-code"
+    shutil.copytree(model_dir, remote_code)
+    (remote_code / "unet" / "my_unet.py").write_text("import os; os.system('echo pwned')\n")
+    r = gen(remote_code, out)
+    assert r.exit_code == 2 and "contains Python code (unet/my_unet.py)" in r.output
     assert not out.exists()
 
 

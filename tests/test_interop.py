@@ -17,12 +17,12 @@ def diffusers_frames(pipe, prompt, seed):
     return pipe(prompt, **ARGS, generator=torch.Generator().manual_seed(seed), output_type="np").frames
 
 
-@pytest.mark.parametrize("encoder", ["clip", "bert"])
+@pytest.mark.parametrize("encoder,vae", [("clip", "kl"), ("bert", "kl"), ("bert", "tiny")])
 @pytest.mark.parametrize("scheduler", ["ddim", "dpm++", "euler-a"])
-def test_t2v_directory_loads_in_diffusers_with_same_frames(tmp_path, encoder, scheduler):
+def test_t2v_directory_loads_in_diffusers_with_same_frames(tmp_path, encoder, vae, scheduler):
     from tiny import tiny_pipeline
 
-    ours = tiny_pipeline(tmp_path, encoder)
+    ours = tiny_pipeline(tmp_path, encoder, vae)
     ours.set_scheduler(scheduler)
     path = save_model(ours, tmp_path / "model")
     assert json.loads((path / "model_index.json").read_text())["_class_name"] == "TextToVideoSDPipeline"

@@ -64,15 +64,22 @@ def test_unet_stage_needs_a_vae(tmp_path):
         train(load_config(unet_config(tmp_path)))
 
 
-def test_two_stages_checkpoint_resume_and_export(tmp_path):
+TINY_TAESD = {"encoder_block_out_channels": [8, 8], "decoder_block_out_channels": [8, 8], "num_encoder_blocks": [0, 1],
+              "num_decoder_blocks": [1, 1], "latent_channels": 4}
+
+
+@pytest.mark.parametrize("vae_type", ["kl", "tiny"])
+def test_two_stages_checkpoint_resume_and_export(tmp_path, vae_type):
     from t2v.models.loading import load_pipeline
 
+    first_stage = {"vae_type": vae_type, "vae": TINY_VAE if vae_type == "kl" else TINY_TAESD}
     # stage 1: the VAE; a checkpoint at step 2, resumed to step 4
-    train(load_config(vae_config(tmp_path), {"steps": 2}))
+    write_config(tmp_path / "vae.yaml", **{**yaml.safe_load(vae_config(tmp_path).read_text()), **first_stage})
+    train(load_config(tmp_path / "vae.yaml", {"steps": 2}))
     state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 2
     before = {k: v.clone() for k, v in __import__("safetensors.torch", fromlist=["load_file"]).load_file(tmp_path / "run" / "checkpoint" / "model.safetensors").items()}
-    train(load_config(vae_config(tmp_path)))
+    train(load_config(tmp_path / "vae.yaml"))
     assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 4
     assert json.loads((tmp_path / "run" / "vae-train-log.json").read_text())["steps"] == 4
     from safetensors.torch import load_file

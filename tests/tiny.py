@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, UNet3DConditionModel
 from transformers import BertConfig, BertModel, BertTokenizerFast, CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -43,6 +43,14 @@ def tiny_vae() -> AutoencoderKL:
     )
 
 
+def tiny_taesd() -> AutoencoderTiny:
+    torch.manual_seed(0)
+    return AutoencoderTiny(
+        encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8), num_encoder_blocks=(1, 1),
+        num_decoder_blocks=(1, 1), latent_channels=4,
+    )
+
+
 def tiny_clip_tokenizer() -> CLIPTokenizer:
     """A byte-level CLIP tokenizer with no merges: every byte is a token (no download needed)."""
     chars = list(bytes_to_unicode().values())
@@ -72,7 +80,7 @@ def tiny_bert(vocab_size: int) -> BertModel:
     return BertModel(config, add_pooling_layer=False)
 
 
-def tiny_pipeline(tmp: Path, encoder: str = "clip") -> TextToVideoPipeline:
+def tiny_pipeline(tmp: Path, encoder: str = "clip", vae: str = "kl") -> TextToVideoPipeline:
     """A tiny pipeline: 16x16 latents -> 32x32 frames, DDIM, CLIP or BERT text encoder."""
     if encoder == "clip":
         tokenizer = tiny_clip_tokenizer()
@@ -82,7 +90,7 @@ def tiny_pipeline(tmp: Path, encoder: str = "clip") -> TextToVideoPipeline:
         text_encoder = tiny_bert(tokenizer.vocab_size)
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
     pipe = TextToVideoPipeline(
-        vae=tiny_vae(), text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=tiny_unet(), scheduler=scheduler
+        vae=tiny_vae() if vae == "kl" else tiny_taesd(), text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=tiny_unet(), scheduler=scheduler
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -77,6 +77,12 @@ def inspect_model_dir(path: str | Path, variant: str | None = None) -> ModelInfo
             f"{path} is not a text-to-video model: found {what}; t2v's text-to-video pipeline needs a "
             "TextToVideoSDPipeline-layout model with a UNet3DConditionModel"
         )
+    code = sorted(str(p.relative_to(path)) for p in path.rglob("*.py"))
+    if code:
+        raise ModelError(
+            f"{path} contains Python code ({', '.join(code[:3])}); t2v never runs code shipped with a model. "
+            "Remove it if the model does not need it"
+        )
     meta = json.loads((path / T2V_META).read_text()) if (path / T2V_META).is_file() else {}
     external = set(meta.get("external_components", []))
     for name, (library, _) in components.items():

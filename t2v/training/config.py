@@ -45,11 +45,15 @@ class TrainConfig:
     log_every: int = 25
     max_minutes: float = 0.0  # 0: no limit; else stop (and save) after this wall time
     # VAE stage
+    vae_type: str = "kl"  # "kl" (AutoencoderKL), "tiny" (AutoencoderTiny, TAESD layout) or "patch" (PCA, closed form)
+    pca_frames: int = 4096  # frames the "patch" first stage is fitted on
     vae: dict = field(default_factory=lambda: dict(
         block_out_channels=[32, 32, 64, 64], layers_per_block=1, latent_channels=8, norm_num_groups=16,
     ))
     kl_weight: float = 1e-6
     vae_frames_per_clip: int = 6
+    vae_sample_posterior: bool = False  # reconstruct from posterior samples (True) or means (False, learns faster)
+    fg_weight: float = 0.0  # extra loss weight on pixels unlike the frame's corner (small objects, flat backgrounds)
     # UNet stage
     vae_path: str | None = None  # a trained VAE directory (diffusers layout) for the unet stage
     unet: dict = field(default_factory=lambda: dict(

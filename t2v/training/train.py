@@ -26,11 +26,13 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, UNet3DConditionModel
+from diffusers import AutoencoderKL, AutoencoderTiny, DDPMScheduler, DPMSolverMultistepScheduler, UNet3DConditionModel
 from diffusers.training_utils import EMAModel, compute_snr
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+from t2v.models.patch_vae import PatchAutoencoder
 
 from .config import TrainConfig, config_to_dict, load_config
 from .data import collate, make_dataset
@@ -185,25 +187,86 @@ class _ema_weights:
 
 
 # ---------------------------------------------------------------- stage 1: the VAE
-def train_vae(config: TrainConfig) -> Path:
-    d = config.data
+FIRST_STAGES = {"kl": AutoencoderKL, "tiny": AutoencoderTiny, "patch": PatchAutoencoder}
+
+
+def make_first_stage(config: TrainConfig):
+    """AutoencoderKL (Stable Diffusion / ModelScope layout) or AutoencoderTiny (TAESD layout).
+
+    The embedded model uses PatchAutoencoder (t2v.models.patch_vae: a PCA fit, see why there).
+    """
+    if config.vae_type not in FIRST_STAGES:
+        raise ValueError(f"vae_type must be one of {', '.join(FIRST_STAGES)}, got {config.vae_type!r}")
+    if config.vae_type == "tiny":
+        return AutoencoderTiny(in_channels=3, out_channels=3, **config.vae)
+    if config.vae_type == "patch":
+        return PatchAutoencoder(in_channels=3, **config.vae)
     n_blocks = len(config.vae["block_out_channels"])
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, sample_size=d.height,
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, sample_size=config.data.height,
         down_block_types=["DownEncoderBlock2D"] * n_blocks, up_block_types=["UpDecoderBlock2D"] * n_blocks, **config.vae,
     )
+
+
+def load_first_stage(path: str | Path):
+    name = AutoencoderKL.load_config(path).get("_class_name")
+    classes = {cls.__name__: cls for cls in FIRST_STAGES.values()}
+    if name not in classes:
+        raise ValueError(f"{path} holds a {name}, expected one of {', '.join(classes)}")
+    return classes[name].from_pretrained(path, use_safetensors=True)
+
+
+def encode(vae, frames: torch.Tensor, sample: bool = True) -> torch.Tensor:
+    """Unscaled latents of frames [N, 3, H, W] in [-1, 1]."""
+    out = vae.encode(frames)
+    if hasattr(out, "latents"):  # AutoencoderTiny: deterministic
+        return out.latents
+    return out.latent_dist.sample() if sample else out.latent_dist.mode()
+
+
+def fit_patch_vae(config: TrainConfig, vae: PatchAutoencoder) -> Path:
+    """Closed-form first stage: PCA on patches of `config.pca_frames` frames (random frames of clips)."""
+    dataset = make_dataset(config.data)
+    g = torch.Generator().manual_seed(config.seed)
+    clips = torch.randint(0, len(dataset), (math.ceil(config.pca_frames / 4),), generator=g).tolist()
+    frames = torch.cat([dataset[i]["video"][torch.randint(0, config.data.num_frames, (4,), generator=g)] for i in clips])
+    stats = vae.fit(frames[: config.pca_frames])
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vae.save_pretrained(out / "vae", safe_serialization=True)
+    (out / "vae-train-log.json").write_text(json.dumps({"pca_frames": config.pca_frames, **stats}, indent=1))
+    print(f"fitted {vae.config.latent_channels} components on {stats['patches']} patches: "
+          f"{100 * stats['variance_kept']:.2f}% variance, {stats['psnr_db']:.1f} dB PSNR")
+    return out / "vae"
+
+
+def train_vae(config: TrainConfig) -> Path:
+    vae = make_first_stage(config)
+    if isinstance(vae, PatchAutoencoder):
+        return fit_patch_vae(config, vae)
 
     def loss_fn(model, batch):
         video = batch["video"]  # [B, F, 3, H, W]: train on a few random frames of each clip
         pick = torch.randint(0, video.shape[1], (video.shape[0], min(config.vae_frames_per_clip, video.shape[1])))
         frames = torch.stack([v[i] for v, i in zip(video, pick)]).flatten(0, 1)
-        posterior = model.encode(frames).latent_dist
-        recon = model.decode(posterior.sample()).sample
-        return F.l1_loss(recon, frames) + F.mse_loss(recon, frames) + config.kl_weight * posterior.kl().mean()
+        kl = 0.0
+        if config.vae_type == "kl":
+            posterior = model.encode(frames).latent_dist
+            latents = posterior.sample() if config.vae_sample_posterior else posterior.mode()
+            kl = config.kl_weight * posterior.kl().mean()
+        else:
+            latents = model.encode(frames).latents
+        recon = model.decode(latents).sample
+        weight = 1.0
+        if config.fg_weight:  # small objects on flat backgrounds: weigh pixels unlike the corner (background) more
+            fg = (frames - frames[..., :1, :1]).abs().amax(dim=1, keepdim=True) > 0.05
+            weight = 1 + config.fg_weight * fg.float()
+        err = recon - frames
+        return (weight * (err.abs() + err**2)).mean() + kl
 
     def export(model):
         path = Path(config.output_dir) / "vae"
-        model.config.scaling_factor = latent_scale(model, config)  # unit-variance latents for the diffusion stage
+        model.register_to_config(scaling_factor=latent_scale(model, config))  # unit-variance latents for the diffusion stage
         model.save_pretrained(path, safe_serialization=True)
         return path
 
@@ -211,11 +274,10 @@ def train_vae(config: TrainConfig) -> Path:
 
 
 @torch.no_grad()
-def latent_scale(vae: AutoencoderKL, config: TrainConfig, n: int = 64) -> float:
+def latent_scale(vae, config: TrainConfig, n: int = 64) -> float:
     dataset = make_dataset(config.data)
     frames = torch.stack([dataset[i]["video"] for i in range(min(n, len(dataset)))]).flatten(0, 1)
-    latents = vae.encode(frames.to(vae.device)).latent_dist.sample()
-    return float(1 / latents.std())
+    return float(1 / encode(vae, frames.to(vae.device)).std())
 
 
 # ---------------------------------------------------------------- stage 2: the text-to-video UNet
@@ -231,7 +293,7 @@ def train_unet(config: TrainConfig) -> Path:
     if not config.vae_path or not Path(config.vae_path).is_dir():
         raise ValueError(f"vae_path must be a trained VAE directory (stage 'vae' writes OUTPUT_DIR/vae), got {config.vae_path!r}")
     d = config.data
-    vae = AutoencoderKL.from_pretrained(config.vae_path, use_safetensors=True).eval().requires_grad_(False)
+    vae = load_first_stage(config.vae_path).eval().requires_grad_(False)
     text_encoder, tokenizer = load_text_encoder(config.text_encoder)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     if d.height % factor or d.width % factor:
@@ -260,7 +322,7 @@ def train_unet(config: TrainConfig) -> Path:
         b, n = video.shape[:2]
         with torch.no_grad():
             vae.to(video.device)
-            latents = vae.encode(video.flatten(0, 1)).latent_dist.sample() * vae.config.scaling_factor
+            latents = encode(vae, video.flatten(0, 1)) * vae.config.scaling_factor
             latents = latents.reshape(b, n, *latents.shape[1:]).permute(0, 2, 1, 3, 4)  # [B, C, F, h, w]
         captions = ["" if torch.rand(()) < config.caption_dropout else c for c in batch["caption"]]
         cond = embed(captions, video.device)

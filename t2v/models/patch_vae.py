@@ -1,0 +1,82 @@
+"""A linear patch autoencoder fitted by PCA: the first stage of the embedded model.
+
+Each 8x8 RGB patch (192 numbers) becomes `latent_channels` numbers: its coordinates on the
+principal components of Shapes-world patches, whitened so every latent channel has unit variance
+(what the diffusion stage expects). Decoding is the transpose. It is fitted in closed form in
+seconds and decodes a 16-frame video in milliseconds on a CPU.
+
+Why not AutoencoderKL: trained from scratch on these flat-coloured frames on the CPU budget, both
+AutoencoderKL and AutoencoderTiny stayed blurry and grey after 600-1200 steps (colour is a few
+percent of the pixels; GroupNorm normalises flat colours away), while this PCA fit keeps
+31 dB PSNR and every attribute the evaluation judges (32 channels). It speaks diffusers'
+first-stage interface (`encode(x).latents`, `decode(z).sample`, `config.scaling_factor`,
+`config.block_out_channels` for the downsampling factor), so TextToVideoSDPipeline runs it too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.autoencoders.vae import DecoderOutput
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+
+
+@dataclass
+class PatchEncoderOutput(BaseOutput):
+    latents: torch.Tensor
+
+
+class PatchAutoencoder(ModelMixin, ConfigMixin):
+    @register_to_config
+    def __init__(self, patch_size: int = 8, in_channels: int = 3, latent_channels: int = 32, scaling_factor: float = 1.0,
+                 block_out_channels: tuple[int, ...] | None = None):
+        super().__init__()
+        if patch_size < 1 or patch_size & (patch_size - 1):
+            raise ValueError(f"patch_size must be a power of two, got {patch_size}")
+        # diffusers pipelines compute the downsampling factor as 2 ** (len(block_out_channels) - 1)
+        self.register_to_config(block_out_channels=[latent_channels] * (int(math.log2(patch_size)) + 1))
+        self.encoder = torch.nn.Conv2d(in_channels, latent_channels, patch_size, stride=patch_size)
+        self.decoder = torch.nn.ConvTranspose2d(latent_channels, in_channels, patch_size, stride=patch_size)
+
+    def encode(self, x: torch.Tensor, return_dict: bool = True):
+        z = self.encoder(x)
+        return PatchEncoderOutput(latents=z) if return_dict else (z,)
+
+    def decode(self, z: torch.Tensor, return_dict: bool = True, **kwargs):
+        x = self.decoder(z)
+        return DecoderOutput(sample=x) if return_dict else (x,)
+
+    def forward(self, x: torch.Tensor, return_dict: bool = True):
+        return self.decode(self.encode(x).latents, return_dict=return_dict)
+
+    def enable_tiling(self, *args, **kwargs):  # patches are independent: decoding is always tiled
+        pass
+
+    def disable_tiling(self):
+        pass
+
+    @torch.no_grad()
+    def fit(self, frames: torch.Tensor) -> dict:
+        """Fit to frames [N, C, H, W] in [-1, 1]: PCA of patches, whitened. Returns fit statistics."""
+        p, c, k = self.config.patch_size, self.config.in_channels, self.config.latent_channels
+        if frames.shape[-1] % p or frames.shape[-2] % p:
+            raise ValueError(f"frame size {tuple(frames.shape[-2:])} is not a multiple of patch_size {p}")
+        patches = F.unfold(frames.float(), p, stride=p).transpose(1, 2).reshape(-1, c * p * p)
+        channel_mean = frames.float().mean(dim=(0, 2, 3))  # per colour channel
+        mean = channel_mean.repeat_interleave(p * p)  # unfold's order: channel-major
+        _, s, v = torch.linalg.svd(patches - mean, full_matrices=False)
+        std = s[:k] / math.sqrt(len(patches) - 1)
+        components = v[:k]  # [k, c*p*p]
+        self.encoder.weight.copy_((components / std[:, None]).reshape(k, c, p, p))
+        self.encoder.bias.copy_(-(components / std[:, None]) @ mean)
+        self.decoder.weight.copy_((components * std[:, None]).reshape(k, c, p, p))
+        self.decoder.bias.copy_(channel_mean)
+        kept = float((s[:k] ** 2).sum() / (s**2).sum())
+        recon = self.decode(self.encode(frames.float()).latents).sample.clamp(-1, 1)
+        psnr = float(10 * torch.log10(4 / F.mse_loss(recon, frames.float())))
+        return {"variance_kept": kept, "psnr_db": psnr, "patches": len(patches)}
