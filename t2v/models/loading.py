@@ -174,12 +174,9 @@ def quiet():
             t_log.enable_progress_bar()
 
 
-def load_pipeline(model: str | Path | None = None, device: str | None = "cpu", dtype=None, variant: str | None = None):
-    """Load a text-to-video pipeline from a model directory, a Hub id, or the embedded default (None)."""
-    from t2v.pipelines.text_to_video import TextToVideoPipeline
-
-    device = pick_device(device)
-    torch_dtype = parse_dtype(dtype, device)
+def prepare_model_dir(model: str | Path | None, variant: str | None = None) -> tuple[ModelInfo, dict]:
+    """Resolve and check a model (downloading a Hub id's safetensors), and build the components it
+    does not carry itself (the MiniLM text encoder of t2v's own models)."""
     where = resolve_model(model if model is None else str(model))
     if isinstance(where, str):
         where = download(where, variant)
@@ -189,15 +186,17 @@ def load_pipeline(model: str | Path | None = None, device: str | None = "cpu", d
         from t2v.models.text_encoders import load_minilm
 
         extra["text_encoder"], extra["tokenizer"] = load_minilm()
-    try:
-        with quiet():
-            pipe = TextToVideoPipeline.from_pretrained(
-                info.path, torch_dtype=torch_dtype, variant=variant, use_safetensors=True, **extra
-            )
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelError(f"could not load the model in {info.path}: {e}") from e
-    pipe.text_encoder.to(torch_dtype)
-    pipe.t2v_defaults = dict(info.meta.get("defaults", {}))  # recommended settings, e.g. guidance_scale
+    return info, extra
+
+
+def load_pipeline(model: str | Path | None = None, device: str | None = "cpu", dtype=None, variant: str | None = None):
+    """Load a text-to-video pipeline from a model directory, a Hub id, or the embedded default (None)."""
+    from t2v.pipelines.text_to_video import TextToVideoPipeline
+
+    device = pick_device(device)
+    torch_dtype = parse_dtype(dtype, device)
+    with quiet():
+        pipe = TextToVideoPipeline.from_pretrained(model, torch_dtype=torch_dtype, variant=variant)
     return pipe.to(device)
 
 

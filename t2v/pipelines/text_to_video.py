@@ -75,6 +75,30 @@ class TextToVideoPipeline(DiffusionPipeline):
         self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
         self.vae_decode_chunk_size: int | None = None
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path=None, **kwargs):
+        """Load from a model directory, a Hub id, or None for t2v's embedded model.
+
+        The directory is checked first (t2v.models.loading.inspect_model_dir): safetensors weights
+        only, never pickle, no Python code; a Hub id downloads only JSON, tokenizer and safetensors.
+        """
+        from t2v.models.loading import ModelError, prepare_model_dir
+
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError("t2v loads safetensors weights only (use_safetensors=False is not supported)")
+        if kwargs.get("trust_remote_code") or kwargs.get("custom_pipeline"):
+            raise ValueError("t2v never runs code shipped with a model (trust_remote_code / custom_pipeline)")
+        info, extra = prepare_model_dir(pretrained_model_name_or_path, kwargs.get("variant"))
+        kwargs["use_safetensors"] = True
+        try:
+            pipe = super().from_pretrained(info.path, **{**extra, **kwargs})
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelError(f"could not load the model in {info.path}: {e}") from e
+        if "torch_dtype" in kwargs and pipe.text_encoder is not None:
+            pipe.text_encoder.to(kwargs["torch_dtype"])
+        pipe.t2v_defaults = dict(info.meta.get("defaults", {}))  # recommended settings, e.g. guidance_scale
+        return pipe
+
     # ------------------------------------------------------------------ options
     def set_scheduler(self, name: str) -> None:
         """Swap the scheduler by name ("dpm++", "ddim", "euler-a", ...; see t2v.pipelines.schedulers)."""
