@@ -45,7 +45,7 @@ def generate(
     prompt: str = typer.Argument(..., help="What the video shows."),
     output: Path = typer.Option(..., "-o", "--output", help="Output file; the format follows the extension (.mp4 .webm .gif .npy, or a folder for PNG frames)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or Hub id (default: the embedded t2v-shapes model)."),
-    frames: Optional[int] = typer.Option(None, "--frames", help="Number of frames (default: the model's)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Number of frames (default: the model's; more are made in overlapping windows)."),
     height: Optional[int] = typer.Option(None, "--height", help="Height in pixels, a multiple of the VAE factor (default: the model's)."),
     width: Optional[int] = typer.Option(None, "--width", help="Width in pixels (default: the model's)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (default: the model's, 25)."),
@@ -72,6 +72,42 @@ def generate(
     except ValueError as e:  # bad input, unknown model, unwritable output: one line, no traceback
         fail(str(e))
     typer.echo(f"wrote {result.path} ({result.num_frames} frames, {result.width}x{result.height}, {result.fps:g} fps, seed {result.seed})")
+
+
+@app.command()
+def story(
+    storyboard: Path = typer.Argument(..., help="A storyboard file (.yaml or .json): fps, scenes with prompt and frames."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file (.mp4 .webm .gif .npy or a folder)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or Hub id (default: the embedded model)."),
+    height: Optional[int] = typer.Option(None, "--height"),
+    width: Optional[int] = typer.Option(None, "--width"),
+    steps: Optional[int] = typer.Option(None, "--steps"),
+    guidance: Optional[float] = typer.Option(None, "--guidance"),
+    negative: Optional[str] = typer.Option(None, "--negative", help="Negative prompt (overrides the storyboard's)."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler"),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Frames per second (default: the storyboard's, else 8)."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: Optional[str] = typer.Option(None, "--dtype"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Generate a multi-scene video from a storyboard: one prompt per scene, blended at the cuts."""
+    from t2v.generate import GenerateRequest, run_generate
+    from t2v.pipelines.long_video import load_storyboard
+
+    try:
+        board = load_storyboard(storyboard)
+        request = GenerateRequest(
+            prompt=None, storyboard=board, output=output, model=model, height=height, width=width,
+            num_inference_steps=steps, guidance_scale=guidance, negative_prompt=negative, seed=seed, scheduler=scheduler,
+            fps=board.fps if fps is None else fps, device=device, dtype=dtype, overwrite=overwrite, progress=not quiet,
+        )
+        result = run_generate(request)
+    except ValueError as e:
+        fail(str(e))
+    typer.echo(f"wrote {result.path} ({len(board.scenes)} scenes, {result.num_frames} frames, {result.width}x{result.height}, "
+               f"{result.fps:g} fps, seed {result.seed})")
 
 
 @app.command()

@@ -20,8 +20,9 @@ from t2v.video_io import check_output_path, write_video
 
 @dataclass
 class GenerateRequest:
-    prompt: str
+    prompt: str | None
     output: Path
+    storyboard: object | None = None  # a t2v.pipelines.long_video.Storyboard instead of a prompt
     model: str | None = None
     num_frames: int | None = None
     height: int | None = None
@@ -99,7 +100,21 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
     )
     callback = (lambda i, n, _latents: on_step(i + 1, n)) if on_step else None
 
-    # 3. Generate, then write atomically
-    frames = pipe(**kwargs, callback_on_step_end=callback).frames[0]
+    # 3. Generate (in windows past the model's length, or scene by scene), then write atomically
+    native = int(defaults.get("num_frames", 16))
+    if req.storyboard is not None or kwargs["num_frames"] > native:
+        from t2v.pipelines.long_video import LongVideoPipeline
+
+        long = LongVideoPipeline(**pipe.components)
+        long.t2v_defaults = defaults
+        long.set_progress_bar_config(disable=not req.progress)
+        if req.storyboard is not None:
+            board = req.storyboard
+            kwargs.update(prompt=None, scenes=list(board.scenes), num_frames=None, transition_frames=board.transition_frames,
+                          negative_prompt=board.negative_prompt if req.negative_prompt is None else req.negative_prompt)
+        frames = long(**kwargs, callback_on_step_end=callback).frames[0]
+        kwargs["num_frames"] = len(frames)
+    else:
+        frames = pipe(**kwargs, callback_on_step_end=callback).frames[0]
     write_video(path, to_uint8(frames), fps=req.fps, overwrite=req.overwrite)
     return GenerateResult(path, seed, kwargs["num_frames"], kwargs["height"], kwargs["width"], req.fps)

@@ -1,0 +1,305 @@
+"""Videos of any length and multi-scene storyboards, with any text-to-video model and no retraining.
+
+Past the model's native length (16 frames for ModelScope and the embedded model) frames are made in
+overlapping windows of that length, FreeNoise-style:
+  - noise rescheduling: the start noise of each new block of frames is the noise of earlier frames,
+    shuffled, so that windows share their noise statistics and content does not drift;
+  - window fusion: at every denoising step the UNet predicts the noise of every window, and the
+    predictions of overlapping windows are averaged with weights that fall off towards each window's
+    edges, so neighbouring windows agree on the frames they share and there are no joins;
+  - one prompt per scene: each window is conditioned on a mix of its scenes' text embeddings (the
+    share of its frames in each scene, with prompts blended over `transition_frames` at each cut).
+Memory does not grow with length (the UNet sees one batch of windows at a time, frames are
+decoded in chunks); time grows linearly with the number of windows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from .text_to_video import OUTPUT_TYPES, TextToVideoPipeline, TextToVideoPipelineOutput
+
+MAX_LONG_FRAMES = 4096
+
+
+@dataclass(frozen=True)
+class Scene:
+    prompt: str
+    frames: int
+
+
+@dataclass(frozen=True)
+class Storyboard:
+    scenes: tuple[Scene, ...]
+    fps: float = 8.0
+    transition_frames: int = 8
+    negative_prompt: str | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return sum(s.frames for s in self.scenes)
+
+
+STORYBOARD_KEYS = {"scenes": list, "fps": (int, float), "transition_frames": int, "negative_prompt": str}
+SCENE_KEYS = {"prompt": str, "frames": int}
+
+
+def parse_storyboard(data) -> Storyboard:
+    """A Storyboard from a mapping (a parsed YAML/JSON file); errors name the scene and the key."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a storyboard must be a mapping with 'scenes', got {type(data).__name__}")
+    unknown = sorted(set(data) - set(STORYBOARD_KEYS))
+    if unknown:
+        raise ValueError(f"unknown storyboard keys: {', '.join(map(str, unknown))}; allowed: {', '.join(STORYBOARD_KEYS)}")
+    for key, kind in STORYBOARD_KEYS.items():
+        if key in data and (not isinstance(data[key], kind) or isinstance(data[key], bool)):
+            raise ValueError(f"storyboard key {key!r} has the wrong type: got {data[key]!r}")
+    scenes_raw = data.get("scenes")
+    if not scenes_raw:
+        raise ValueError("the storyboard has no scenes: give a non-empty list under 'scenes'")
+    scenes = []
+    for i, raw in enumerate(scenes_raw, 1):
+        if not isinstance(raw, dict):
+            raise ValueError(f"scene {i}: must be a mapping with 'prompt' and 'frames', got {raw!r}")
+        unknown = sorted(set(raw) - set(SCENE_KEYS))
+        if unknown:
+            raise ValueError(f"scene {i}: unknown keys {', '.join(map(str, unknown))}; allowed: prompt, frames")
+        for key, kind in SCENE_KEYS.items():
+            if key not in raw:
+                raise ValueError(f"scene {i}: missing {key!r}")
+            if not isinstance(raw[key], kind) or isinstance(raw[key], bool):
+                raise ValueError(f"scene {i}: {key!r} must be {'a string' if kind is str else 'an integer'}, got {raw[key]!r}")
+        if not raw["prompt"].strip():
+            raise ValueError(f"scene {i}: 'prompt' is empty")
+        if raw["frames"] < 1:
+            raise ValueError(f"scene {i}: 'frames' must be >= 1, got {raw['frames']}")
+        scenes.append(Scene(raw["prompt"], raw["frames"]))
+    fps = data.get("fps", 8.0)
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"storyboard 'fps' must be a positive number, got {fps!r}")
+    transition = data.get("transition_frames", 8)
+    if transition < 0:
+        raise ValueError(f"storyboard 'transition_frames' must be >= 0, got {transition}")
+    board = Storyboard(tuple(scenes), float(fps), transition, data.get("negative_prompt"))
+    if board.num_frames > MAX_LONG_FRAMES:
+        raise ValueError(f"the storyboard has {board.num_frames} frames in all; at most {MAX_LONG_FRAMES}")
+    return board
+
+
+def load_storyboard(path: str | Path) -> Storyboard:
+    """Read a storyboard from a .yaml/.yml or .json file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"storyboard file {path} does not exist")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
+    return parse_storyboard(data)
+
+
+# ---------------------------------------------------------------- window geometry and weights
+def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
+    """Start frames of windows covering [0, num_frames), the last one flush with the end."""
+    if num_frames <= window:
+        return [0]
+    starts = list(range(0, num_frames - window + 1, stride))
+    if starts[-1] != num_frames - window:
+        starts.append(num_frames - window)
+    return starts
+
+
+def window_weights(window: int) -> torch.Tensor:
+    """Weights for fusing a window's frames: highest in the middle, small but > 0 at the edges."""
+    x = (torch.arange(window, dtype=torch.float32) + 0.5) / window
+    return torch.minimum(x, 1 - x) * 2 + 1e-3
+
+
+def scene_mix(scenes: list[Scene], transition_frames: int) -> np.ndarray:
+    """[num_frames, num_scenes] weights of each scene's prompt per frame, blended linearly across
+    `transition_frames` frames centred on each cut (inside the scenes: no frame is cut)."""
+    n = sum(s.frames for s in scenes)
+    mix = np.zeros((n, len(scenes)), np.float32)
+    bounds = np.cumsum([0] + [s.frames for s in scenes])
+    for k in range(len(scenes)):
+        mix[bounds[k] : bounds[k + 1], k] = 1
+    half = transition_frames / 2
+    for k in range(1, len(scenes)):
+        cut = bounds[k]
+        lo, hi = max(bounds[k - 1], math.ceil(cut - half)), min(bounds[k + 1], math.floor(cut + half))
+        for f in range(lo, hi):
+            w = (f + 0.5 - (cut - half)) / (2 * half)  # 0 -> 1 across the transition
+            mix[f] = 0
+            mix[f, k - 1], mix[f, k] = 1 - w, w
+    return mix
+
+
+def reschedule_noise(noise: torch.Tensor, window: int, stride: int, generator=None) -> torch.Tensor:
+    """FreeNoise: frames past the first window reuse the noise of the frames one window earlier,
+    shuffled within each block of `stride` frames. noise: [B, C, F, h, w]."""
+    out = noise.clone()
+    n = noise.shape[2]
+    g = generator[0] if isinstance(generator, list) else generator
+    for start in range(window, n, stride):
+        block = min(stride, n - start)
+        perm = torch.randperm(block, generator=g) if g is not None else torch.randperm(block)
+        src = torch.arange(start - window, start - window + block)[perm]
+        out[:, :, start : start + block] = out[:, :, src]
+    return out
+
+
+class LongVideoPipeline(TextToVideoPipeline):
+    """Long videos and storyboards from a text-to-video model (same components, no retraining).
+
+        >>> long = LongVideoPipeline(**pipe.components)
+        >>> frames = long(scenes=[Scene("a red circle moving right", 32), Scene("a blue square moving up", 32)], seed=0).frames[0]
+    """
+
+    @property
+    def native_frames(self) -> int:
+        return int(getattr(self, "t2v_defaults", {}).get("num_frames", 16))
+
+    def check_long_inputs(self, prompt, scenes, num_frames, window_size, window_overlap, transition_frames, output_type):
+        if (prompt is None) == (scenes is None):
+            raise ValueError("pass either prompt (one scene) or scenes (a storyboard), not both or neither")
+        if scenes is not None:
+            if not scenes:
+                raise ValueError("scenes is empty: give at least one Scene(prompt, frames)")
+            for i, s in enumerate(scenes, 1):
+                if not isinstance(s, Scene):
+                    raise ValueError(f"scene {i}: expected a Scene(prompt, frames), got {s!r}")
+                if not s.prompt.strip():
+                    raise ValueError(f"scene {i}: 'prompt' is empty")
+                if s.frames < 1:
+                    raise ValueError(f"scene {i}: 'frames' must be >= 1, got {s.frames}")
+        elif not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
+        if not isinstance(num_frames, int) or not 1 <= num_frames <= MAX_LONG_FRAMES:
+            raise ValueError(f"num_frames must be an integer in [1, {MAX_LONG_FRAMES}], got {num_frames!r}")
+        if not isinstance(window_size, int) or window_size < 2:
+            raise ValueError(f"window_size must be an integer >= 2, got {window_size!r}")
+        if not isinstance(window_overlap, int) or not 0 <= window_overlap < window_size:
+            raise ValueError(f"window_overlap must be an integer in [0, window_size - 1] = [0, {window_size - 1}], got {window_overlap!r}")
+        if not isinstance(transition_frames, int) or transition_frames < 0:
+            raise ValueError(f"transition_frames must be an integer >= 0, got {transition_frames!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | None = None,
+        scenes: list[Scene] | None = None,
+        negative_prompt: str | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 9.0,
+        window_size: int | None = None,
+        window_overlap: int | None = None,
+        transition_frames: int = 8,
+        windows_per_batch: int = 4,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[[int, int, torch.Tensor], None] | None = None,
+    ):
+        """Generate `num_frames` frames for one prompt, or sum(frames) for a list of scenes.
+
+        window_size defaults to the model's native length, window_overlap to 3/4 of it (FreeNoise's
+        stride of 4 frames at 16). Returns the same output as TextToVideoPipeline (one video).
+        """
+        # 1. Inputs
+        window_size = window_size or self.native_frames
+        window_overlap = window_size * 3 // 4 if window_overlap is None else window_overlap
+        if scenes is not None:
+            scenes = list(scenes)
+            num_frames = sum(getattr(s, "frames", 0) for s in scenes)
+        elif num_frames is None:
+            num_frames = 4 * window_size
+        self.check_long_inputs(prompt, scenes, num_frames, window_size, window_overlap, transition_frames, output_type)
+        scenes = scenes or [Scene(prompt, num_frames)]
+        height = self.default_size if height is None else height
+        width = self.default_size if width is None else width
+        window = min(window_size, num_frames)
+        self.check_inputs(scenes[0].prompt, negative_prompt, window, height, width, num_inference_steps,
+                          guidance_scale, 1, output_type)
+        if generator is None and seed is not None:
+            generator = torch.Generator("cpu").manual_seed(seed)
+        device = self._execution_device
+        do_cfg = guidance_scale > 1.0
+
+        # 2. Text: one embedding per scene, mixed per window by the share of its frames in each scene
+        prompts = [s.prompt for s in scenes]
+        embeds, negative = self.encode_prompt(prompts, device, 1, do_cfg, negative_prompt)
+        mix = torch.from_numpy(scene_mix(scenes, transition_frames)).to(device)
+        stride = window - window_overlap if num_frames > window else window
+        starts = window_starts(num_frames, window, stride)
+        window_mix = torch.stack([mix[s : s + window].mean(0) for s in starts])  # [W, S]
+        cond = torch.einsum("ws,std->wtd", window_mix.to(embeds.dtype), embeds)
+        uncond = negative[:1].expand(len(starts), -1, -1) if do_cfg else None
+
+        # 3. Timesteps and start noise (FreeNoise rescheduling)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        f = self.vae_scale_factor
+        shape = (1, self.unet.config.in_channels, num_frames, height // f, width // f)
+        latents = randn_tensor(shape, generator=generator, device=device, dtype=embeds.dtype)
+        latents = reschedule_noise(latents, window, stride, generator) * self.scheduler.init_noise_sigma
+        step_kwargs = self._step_kwargs(generator, 0.0)
+        weights = window_weights(window).to(device=device, dtype=latents.dtype)
+
+        # 4. Denoising: every window each step, fused, then one solver step on the whole video
+        with self.progress_bar(total=len(timesteps) * len(starts)) as bar:
+            for i, t in enumerate(timesteps):
+                fused = torch.zeros_like(latents)
+                total = torch.zeros(num_frames, device=device, dtype=latents.dtype)
+                for b in range(0, len(starts), windows_per_batch):
+                    group = starts[b : b + windows_per_batch]
+                    x = torch.cat([latents[:, :, s : s + window] for s in group])
+                    x = self.scheduler.scale_model_input(torch.cat([x, x]) if do_cfg else x, t)
+                    text = torch.cat([uncond[b : b + len(group)], cond[b : b + len(group)]]) if do_cfg else cond[b : b + len(group)]
+                    pred = self.unet(x, t, encoder_hidden_states=text.to(self.unet.dtype), return_dict=False)[0]
+                    if do_cfg:
+                        pred_uncond, pred_text = pred.chunk(2)
+                        pred = pred_uncond + guidance_scale * (pred_text - pred_uncond)
+                    for j, s in enumerate(group):
+                        fused[:, :, s : s + window] += pred[j : j + 1] * weights[None, None, :, None, None]
+                        total[s : s + window] += weights
+                    bar.update(len(group))
+                noise_pred = fused / total[None, None, :, None, None]
+                b_, c, n, h, w = latents.shape
+                as_images = lambda z: z.permute(0, 2, 1, 3, 4).reshape(b_ * n, c, h, w)  # noqa: E731
+                latents = self.scheduler.step(as_images(noise_pred), t, as_images(latents), **step_kwargs).prev_sample
+                latents = latents.reshape(b_, n, c, h, w).permute(0, 2, 1, 3, 4)
+                if callback_on_step_end is not None:
+                    callback_on_step_end(i, len(timesteps), latents)
+
+        # 5. Decode in chunks of frames (memory independent of length)
+        if output_type == "latent":
+            frames = latents
+        else:
+            chunk = self.vae_decode_chunk_size
+            self.vae_decode_chunk_size = chunk or window
+            try:
+                video = self.decode_latents(latents)
+            finally:
+                self.vae_decode_chunk_size = chunk
+            frames = self.video_processor.postprocess_video(video=video, output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (frames,)
+        return TextToVideoPipelineOutput(frames=frames, seed=seed)

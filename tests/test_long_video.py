@@ -1,0 +1,149 @@
+"""Long videos and storyboards on tiny random components: windows, fusion, noise, prompts per scene, inputs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from t2v.cli import app
+from t2v.pipelines.long_video import (
+    LongVideoPipeline, Scene, load_storyboard, parse_storyboard, reschedule_noise, scene_mix, window_starts,
+)
+from t2v.video_io import read_video
+
+FAST = dict(num_inference_steps=2, height=32, width=32)
+
+
+@pytest.fixture
+def long(pipe):
+    lp = LongVideoPipeline(**pipe.components)
+    lp.set_progress_bar_config(disable=True)
+    lp.t2v_defaults = {"num_frames": 4}
+    return lp
+
+
+def test_window_starts_cover_every_frame():
+    for n, w, s in [(16, 16, 4), (17, 16, 4), (40, 16, 4), (40, 16, 16), (5, 16, 4), (100, 8, 3)]:
+        starts = window_starts(n, w, s)
+        covered = np.zeros(n, bool)
+        for st in starts:
+            covered[st : st + w] = True
+            assert st + min(w, n) <= n
+        assert covered.all() and starts == sorted(starts)
+
+
+def test_scene_mix_blends_inside_transitions():
+    mix = scene_mix([Scene("a", 8), Scene("b", 8)], transition_frames=4)
+    np.testing.assert_allclose(mix.sum(1), 1, atol=1e-6)
+    assert (mix[:6, 0] == 1).all() and (mix[10:, 1] == 1).all()  # outside the transition: pure
+    assert 0 < mix[7, 1] < mix[8, 1] < 1  # a gradual blend across the cut at frame 8
+    assert np.diff(mix[:, 1]).min() >= 0
+    hard = scene_mix([Scene("a", 3), Scene("b", 2)], transition_frames=0)
+    np.testing.assert_array_equal(hard, [[1, 0], [1, 0], [1, 0], [0, 1], [0, 1]])
+
+
+def test_noise_rescheduling_reuses_shuffled_earlier_noise():
+    noise = torch.randn(1, 2, 20, 3, 3, generator=torch.Generator().manual_seed(0))
+    out = reschedule_noise(noise, window=8, stride=4, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out[:, :, :8], noise[:, :, :8])
+    for start in (8, 12, 16):
+        block = out[:, :, start : start + 4]
+        earlier = out[:, :, start - 8 : start - 4]
+        # the block is a permutation of the frames one window earlier
+        assert sorted(block.sum(dim=(0, 1, 3, 4)).tolist()) == pytest.approx(sorted(earlier.sum(dim=(0, 1, 3, 4)).tolist()))
+
+
+def test_one_window_equals_the_plain_pipeline(pipe, long):
+    ref = pipe("a red circle", num_frames=4, **FAST, seed=3).frames
+    got = long("a red circle", num_frames=4, **FAST, seed=3).frames
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_long_video_length_determinism_and_no_jumps(long):
+    a = long("a red circle", num_frames=22, **FAST, seed=0).frames
+    b = long("a red circle", num_frames=22, **FAST, seed=0).frames
+    assert a.shape == (1, 22, 32, 32, 3)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(long("a red circle", num_frames=22, **FAST, seed=1).frames - a).mean() > 1e-3
+
+
+def test_storyboard_prompts_reach_their_scenes(long):
+    one = long(scenes=[Scene("a red circle", 8), Scene("a red circle", 8)], transition_frames=0, **FAST, seed=0).frames
+    two = long(scenes=[Scene("a red circle", 8), Scene("a blue square", 8)], transition_frames=0, **FAST, seed=0).frames
+    assert one.shape == two.shape == (1, 16, 32, 32, 3)
+    diff = np.abs(one - two).mean(axis=(0, 2, 3, 4))
+    assert diff[-4:].mean() > 5 * diff[:2].mean() + 1e-6  # the second scene changed much more than the first
+
+
+def test_callback_and_progress_cover_every_window(long, capsys):
+    steps = []
+    long("x", num_frames=10, **FAST, seed=0, window_overlap=2, callback_on_step_end=lambda i, n, lat: steps.append((i, n, lat.shape[2])))
+    assert steps == [(0, 2, 10), (1, 2, 10)]
+    long.set_progress_bar_config(disable=False)
+    long("x", num_frames=10, **FAST, seed=0, window_overlap=2)
+    assert "8/8" in capsys.readouterr().err  # 4 windows (starts 0, 2, 4, 6) x 2 steps, one bar
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(prompt="x", scenes=[Scene("y", 4)]), "either prompt .* or scenes"),
+    (dict(scenes=[]), "scenes is empty"),
+    (dict(scenes=[Scene("a", 4), Scene("b", 0)]), "scene 2: 'frames' must be >= 1, got 0"),
+    (dict(scenes=[Scene(" ", 4)]), "scene 1: 'prompt' is empty"),
+    (dict(prompt="x", num_frames=8, window_overlap=4), "window_overlap must be an integer in \\[0, window_size - 1\\] = \\[0, 3\\], got 4"),
+    (dict(prompt="x", num_frames=0), "num_frames must be an integer in"),
+    (dict(prompt="x", num_frames=8, height=31), "height must be a positive multiple"),
+])
+def test_bad_long_inputs(long, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        long(**{**FAST, **kwargs})
+
+
+def test_storyboard_file_parsing(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("fps: 8\nscenes:\n  - prompt: a red circle moving right\n    frames: 32\n  - prompt: a blue square moving up\n    frames: 32\n")
+    board = load_storyboard(path)
+    assert board.num_frames == 64 and board.fps == 8 and board.scenes[1].prompt == "a blue square moving up"
+    (tmp_path / "s.json").write_text(json.dumps({"scenes": [{"prompt": "x", "frames": 3}], "transition_frames": 0}))
+    assert load_storyboard(tmp_path / "s.json").transition_frames == 0
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"scenes": []}, "no scenes"),
+    ({}, "no scenes"),
+    ([1, 2], "must be a mapping"),
+    ({"scenes": [{"prompt": "a", "frames": 0}]}, "scene 1: 'frames' must be >= 1, got 0"),
+    ({"scenes": [{"prompt": "a", "frames": 4}, {"prompt": "b", "frames": "ten"}]}, "scene 2: 'frames' must be an integer, got 'ten'"),
+    ({"scenes": [{"prompt": "a", "frames": 4, "color": "red"}]}, "scene 1: unknown keys color"),
+    ({"scenes": [{"frames": 4}]}, "scene 1: missing 'prompt'"),
+    ({"scenes": [{"prompt": 3, "frames": 4}]}, "scene 1: 'prompt' must be a string"),
+    ({"scenes": [{"prompt": "a", "frames": 4}], "speed": 2}, "unknown storyboard keys: speed"),
+    ({"scenes": [{"prompt": "a", "frames": 4}], "fps": "fast"}, "'fps' has the wrong type"),
+    ({"scenes": [{"prompt": "a", "frames": 4}], "fps": 0}, "'fps' must be a positive number"),
+    ({"scenes": [{"prompt": "a", "frames": True}]}, "scene 1: 'frames' must be an integer"),
+])
+def test_bad_storyboards(data, message):
+    with pytest.raises(ValueError, match=message):
+        parse_storyboard(data)
+
+
+def test_cli_story_and_long_generate(model_dir, tmp_path):
+    runner = CliRunner()
+    board = tmp_path / "story.yaml"
+    board.write_text(yaml.safe_dump({"fps": 4, "transition_frames": 2, "scenes": [{"prompt": "a red circle", "frames": 10}, {"prompt": "a blue square", "frames": 6}]}))
+    out = tmp_path / "story.npy"
+    r = runner.invoke(app, ["story", str(board), "-o", str(out), "--model", str(model_dir), "--steps", "2", "--height", "32", "--width", "32", "--seed", "0", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "2 scenes, 16 frames" in r.output and np.load(out).shape == (16, 32, 32, 3)
+
+    out2 = tmp_path / "long.gif"
+    r = runner.invoke(app, ["generate", "a red circle", "-o", str(out2), "--model", str(model_dir), "--frames", "40", "--steps", "1", "--height", "32", "--width", "32", "-q"])
+    assert r.exit_code == 0, r.output
+    assert read_video(out2)[0].shape[0] == 40
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenes:\n  - prompt: x\n    frames: 0\n")
+    r = runner.invoke(app, ["story", str(bad), "-o", str(tmp_path / "bad.mp4"), "--model", str(model_dir)])
+    assert r.exit_code == 2 and "scene 1: 'frames' must be >= 1, got 0" in r.output and not (tmp_path / "bad.mp4").exists()
