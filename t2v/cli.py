@@ -163,19 +163,21 @@ def train(
 def eval_(
     output: Path = typer.Option(Path("eval"), "-o", "--output", help="Directory for eval.json and eval.md."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory (default: the embedded model)."),
-    prompts: int = typer.Option(48, "--prompts", help="Prompts per set (seen, held-out, novel phrasing)."),
+    prompts: int = typer.Option(48, "--prompts", help="Prompts per set (seen, held-out, novel phrasing); 0 skips."),
     seeds: int = typer.Option(2, "--seeds", help="Seeds per prompt."),
+    storyboards: int = typer.Option(0, "--storyboards", help="Also judge N 4-scene storyboards (16 frames a scene) and their jumps."),
+    long: int = typer.Option(0, "--long", help="Also measure jumps in N single-prompt 64-frame videos."),
     steps: Optional[int] = typer.Option(None, "--steps"),
     guidance: Optional[float] = typer.Option(None, "--guidance"),
     device: str = typer.Option("auto", "--device"),
     batch_size: int = typer.Option(4, "--batch-size"),
 ):
     """Measure prompt adherence of a Shapes-world model by analysing the frames it generates."""
-    from t2v.eval.run import evaluate, eval_prompts, markdown_table, write_report
+    from t2v.eval.run import evaluate, evaluate_long, evaluate_storyboards, eval_prompts, markdown_table, write_report
     from t2v.models.loading import load_pipeline
 
-    if prompts < 1 or seeds < 1 or batch_size < 1:
-        fail(f"--prompts, --seeds and --batch-size must be >= 1, got {prompts}, {seeds}, {batch_size}")
+    if min(prompts, storyboards, long) < 0 or seeds < 1 or batch_size < 1:
+        fail(f"--prompts/--storyboards/--long must be >= 0, --seeds/--batch-size >= 1; got {prompts}, {storyboards}, {long}, {seeds}, {batch_size}")
     try:
         pipe = load_pipeline(model, device=device)
     except ValueError as e:
@@ -184,11 +186,17 @@ def eval_(
     steps = steps or defaults.get("num_inference_steps", 25)
     guidance = defaults.get("guidance_scale", 9.0) if guidance is None else guidance
     pipe.set_progress_bar_config(disable=True)
-    report = evaluate(pipe, eval_prompts(prompts), seeds=tuple(range(seeds)), batch_size=batch_size,
-                      num_inference_steps=steps, guidance_scale=guidance)
+    gen = dict(num_inference_steps=steps, guidance_scale=guidance)
+    report = {"results": [], "summary": {}, "seconds": 0}
+    if prompts:
+        report = evaluate(pipe, eval_prompts(prompts), seeds=tuple(range(seeds)), batch_size=batch_size, **gen)
+    if storyboards:
+        report["storyboards"] = evaluate_storyboards(pipe, storyboards, **gen)
+    if long:
+        report["long"] = evaluate_long(pipe, eval_prompts(long)[:long], **gen)
     settings = {"model": model or "t2v-shapes (embedded)", "prompts": prompts, "seeds": seeds, "steps": steps, "guidance": guidance}
     json_path, md_path = write_report(report, output, settings)
-    typer.echo(markdown_table(report["summary"]))
+    typer.echo(md_path.read_text())
     typer.echo(f"wrote {json_path} and {md_path}")
 
 

@@ -57,3 +57,28 @@ def test_evaluate_runs_a_real_pipeline(pipe):
     prompts = eval_prompts(1, seed=0)
     report = evaluate(pipe, prompts, seeds=(0,), progress=False, num_frames=2, num_inference_steps=1, height=32, width=32)
     assert len(report["results"]) == 3 and set(report["summary"]) == {"seen", "held_out", "novel"}
+
+
+def test_storyboard_and_long_evaluation_run(pipe):
+    from t2v.eval.run import evaluate_long, evaluate_storyboards, storyboard_scenes
+
+    boards = storyboard_scenes(2)
+    assert len(boards) == 2 and all(len(b) == 4 and all(len(s.objects) == 1 for s in b) for b in boards)
+    pipe.t2v_defaults = {"num_frames": 4}
+    sb = evaluate_storyboards(pipe, n=1, scene_frames=4, transition_frames=2, progress=False, num_inference_steps=1)
+    assert sb["summary"]["scenes"] == 4 and len(sb["results"][0]["scenes"]) == 4
+    assert sb["summary"]["max_jump_ratio_max"] >= 0
+    lg = evaluate_long(pipe, eval_prompts(1)[:1], num_frames=8, progress=False, num_inference_steps=1)
+    assert lg["summary"]["videos"] == 1 and lg["summary"]["num_frames"] == 8
+
+
+def test_cli_eval_writes_report(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from t2v.cli import app
+
+    r = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--prompts", "1", "--seeds", "1", "--steps", "1", "-o", str(tmp_path / "ev"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert len(data["results"]) == 3 and set(data["summary"]) == {"seen", "held_out", "novel"}
+    assert "| seen | 1 |" in (tmp_path / "ev" / "eval.md").read_text()

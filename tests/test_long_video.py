@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from t2v.cli import app
 from t2v.pipelines.long_video import (
-    LongVideoPipeline, Scene, load_storyboard, parse_storyboard, reschedule_noise, scene_mix, window_starts,
+    LongVideoPipeline, Scene, load_storyboard, parse_storyboard, reschedule_noise, scene_mix, windows,
 )
 from t2v.video_io import read_video
 
@@ -25,14 +25,14 @@ def long(pipe):
     return lp
 
 
-def test_window_starts_cover_every_frame():
-    for n, w, s in [(16, 16, 4), (17, 16, 4), (40, 16, 4), (40, 16, 16), (5, 16, 4), (100, 8, 3)]:
-        starts = window_starts(n, w, s)
-        covered = np.zeros(n, bool)
-        for st in starts:
-            covered[st : st + w] = True
-            assert st + min(w, n) <= n
-        assert covered.all() and starts == sorted(starts)
+def test_windows_cover_every_frame_equally():
+    for n, w, s in [(17, 16, 4), (40, 16, 4), (40, 16, 8), (100, 8, 2), (256, 16, 8)]:
+        count = np.zeros(n, int)
+        for a, b, off in windows(n, w, s):
+            assert 0 <= a < b <= n and b - a <= w and 0 <= off <= w - (b - a)
+            count[a:b] += 1
+        assert (count == w // s).all()  # the same work for every frame: time linear in length
+    assert windows(5, 16, 4) == [(0, 5, 0)] and windows(16, 16, 4) == [(0, 16, 0)]
 
 
 def test_scene_mix_blends_inside_transitions():
@@ -84,7 +84,7 @@ def test_callback_and_progress_cover_every_window(long, capsys):
     assert steps == [(0, 2, 10), (1, 2, 10)]
     long.set_progress_bar_config(disable=False)
     long("x", num_frames=10, **FAST, seed=0, window_overlap=2)
-    assert "8/8" in capsys.readouterr().err  # 4 windows (starts 0, 2, 4, 6) x 2 steps, one bar
+    assert "12/12" in capsys.readouterr().err  # 6 windows (starts -2, 0, 2, 4, 6, 8) x 2 steps, one bar
 
 
 @pytest.mark.parametrize("kwargs,message", [

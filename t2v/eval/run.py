@@ -107,7 +107,73 @@ def _markdown(report: dict) -> str:
     s = report["settings"]
     text = f"# t2v eval\n\nmodel: {s['model']}; {s['prompts']} prompts per set x seeds {s['seeds']}; " \
            f"{s['steps']} steps, guidance {s['guidance']}; {report['seconds']} s\n\n"
-    text += markdown_table(report["summary"])
+    if report["summary"]:
+        text += markdown_table(report["summary"])
+    if "storyboards" in report:
+        b = report["storyboards"]["summary"]
+        text += f"\nStoryboards: {b['scenes']} scenes of 4-scene storyboards, all-correct per scene {100 * b['scene_all_correct']:.0f}%; " \
+                f"max jump ratio median {b['max_jump_ratio_median']:.2f}, worst {b['max_jump_ratio_max']:.2f} (target <= 3)\n"
+    if "long" in report:
+        g = report["long"]["summary"]
+        text += f"\nLong single-prompt videos: {g['videos']} x {g['num_frames']} frames; max jump ratio median " \
+                f"{g['max_jump_ratio_median']:.2f}, worst {g['max_jump_ratio_max']:.2f} (target <= 3); colour and shape kept {100 * g['objects_kept']:.0f}%\n"
     text += "\nAccuracy is judged by t2v.eval.analyse from the frames; `all_correct` = colour, shape, size, motion and " \
             "object count all right (background reported apart). Flicker: mean absolute change of background pixels between frames (0-255).\n"
     return text
+
+
+# ---------------------------------------------------------------- long videos and storyboards
+def storyboard_scenes(n: int = 8, scenes_per_board: int = 4, seed: int = 4321) -> list[list[SceneSpec]]:
+    """`n` storyboards of single-object seen compositions (deterministic)."""
+    rng = np.random.default_rng([seed, 11])
+    return [[sample_scene(rng, split="train", p_two_objects=0.0) for _ in range(scenes_per_board)] for _ in range(n)]
+
+
+def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_frames: int = 8, seed: int = 0,
+                         progress: bool = True, **gen_kwargs) -> dict:
+    """Judge each scene of `n` 4-scene storyboards on its own frames (the blended frames at the cuts
+    left out), and measure jumps: max_jump_ratio of the whole video (largest frame change / median)."""
+    from t2v.eval.analyse import max_jump_ratio
+    from t2v.pipelines.long_video import LongVideoPipeline, Scene
+
+    long = LongVideoPipeline(**pipe.components)
+    long.t2v_defaults = getattr(pipe, "t2v_defaults", {})
+    long.set_progress_bar_config(disable=True)
+    half = transition_frames // 2
+    rows = []
+    for k, board in enumerate(tqdm(storyboard_scenes(n), desc="storyboards", disable=not progress)):
+        scenes = [Scene(canonical_caption(s), scene_frames) for s in board]
+        video = to_uint8(long(scenes=scenes, transition_frames=transition_frames, seed=seed + k, **gen_kwargs).frames[0])
+        verdicts = []
+        for i, spec in enumerate(board):
+            lo, hi = i * scene_frames + (half if i > 0 else 0), (i + 1) * scene_frames - (half if i < len(board) - 1 else 0)
+            verdicts.append({"prompt": scenes[i].prompt, **judge(spec, video[lo:hi])})
+        rows.append({"board": k, "scenes": verdicts, "max_jump_ratio": max_jump_ratio(video)})
+    flat = [v for r in rows for v in r["scenes"]]
+    return {"results": rows, "summary": {
+        "scenes": len(flat), "scene_all_correct": float(np.mean([v["all_correct"] for v in flat])),
+        "max_jump_ratio_median": float(np.median([r["max_jump_ratio"] for r in rows])),
+        "max_jump_ratio_max": float(np.max([r["max_jump_ratio"] for r in rows])),
+    }}
+
+
+def evaluate_long(pipe, prompts: list[EvalPrompt], num_frames: int = 64, seed: int = 0, progress: bool = True, **gen_kwargs) -> dict:
+    """Single-prompt long videos: max_jump_ratio and whether colour and shape hold over the whole video."""
+    from t2v.eval.analyse import analyse_video, max_jump_ratio
+    from t2v.pipelines.long_video import LongVideoPipeline
+
+    long = LongVideoPipeline(**pipe.components)
+    long.t2v_defaults = getattr(pipe, "t2v_defaults", {})
+    long.set_progress_bar_config(disable=True)
+    rows = []
+    for k, p in enumerate(tqdm(prompts, desc="long videos", disable=not progress)):
+        video = to_uint8(long(p.prompt, num_frames=num_frames, seed=seed + k, **gen_kwargs).frames[0])
+        found = {(o.color, o.shape) for o in analyse_video(video).objects}
+        want = {(o.color, o.shape) for o in p.scene.objects}
+        rows.append({"prompt": p.prompt, "max_jump_ratio": max_jump_ratio(video), "objects_kept": want <= found})
+    return {"results": rows, "summary": {
+        "videos": len(rows), "num_frames": num_frames,
+        "max_jump_ratio_median": float(np.median([r["max_jump_ratio"] for r in rows])),
+        "max_jump_ratio_max": float(np.max([r["max_jump_ratio"] for r in rows])),
+        "objects_kept": float(np.mean([r["objects_kept"] for r in rows])),
+    }}

@@ -110,14 +110,21 @@ def load_storyboard(path: str | Path) -> Storyboard:
 
 
 # ---------------------------------------------------------------- window geometry and weights
-def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
-    """Start frames of windows covering [0, num_frames), the last one flush with the end."""
+def windows(num_frames: int, window: int, stride: int) -> list[tuple[int, int, int]]:
+    """Windows as (first frame, end frame, offset of the first frame inside the window).
+
+    The grid of window starts runs from -(window - stride), so windows at the ends are cut short
+    and every frame is covered by window / stride windows: the work per frame is the same for any
+    length, and time grows linearly. A video no longer than one window is one window.
+    """
     if num_frames <= window:
-        return [0]
-    starts = list(range(0, num_frames - window + 1, stride))
-    if starts[-1] != num_frames - window:
-        starts.append(num_frames - window)
-    return starts
+        return [(0, num_frames, 0)]
+    out = []
+    for start in range(-(window - stride), num_frames, stride):
+        a, b = max(0, start), min(num_frames, start + window)
+        if b > a:
+            out.append((a, b, a - start))
+    return out
 
 
 def window_weights(window: int) -> torch.Tensor:
@@ -219,12 +226,12 @@ class LongVideoPipeline(TextToVideoPipeline):
     ):
         """Generate `num_frames` frames for one prompt, or sum(frames) for a list of scenes.
 
-        window_size defaults to the model's native length, window_overlap to 3/4 of it (FreeNoise's
-        stride of 4 frames at 16). Returns the same output as TextToVideoPipeline (one video).
+        window_size defaults to the model's native length, window_overlap to half of it (every frame
+        is denoised by 2 windows; FreeNoise used 3/4). Returns the same output as TextToVideoPipeline.
         """
         # 1. Inputs
         window_size = window_size or self.native_frames
-        window_overlap = window_size * 3 // 4 if window_overlap is None else window_overlap
+        window_overlap = window_size // 2 if window_overlap is None else window_overlap
         if scenes is not None:
             scenes = list(scenes)
             num_frames = sum(getattr(s, "frames", 0) for s in scenes)
@@ -247,10 +254,15 @@ class LongVideoPipeline(TextToVideoPipeline):
         embeds, negative = self.encode_prompt(prompts, device, 1, do_cfg, negative_prompt)
         mix = torch.from_numpy(scene_mix(scenes, transition_frames)).to(device)
         stride = window - window_overlap if num_frames > window else window
-        starts = window_starts(num_frames, window, stride)
-        window_mix = torch.stack([mix[s : s + window].mean(0) for s in starts])  # [W, S]
+        spans = windows(num_frames, window, stride)
+        window_mix = torch.stack([mix[a:b].mean(0) for a, b, _ in spans])  # [W, S]
         cond = torch.einsum("ws,std->wtd", window_mix.to(embeds.dtype), embeds)
-        uncond = negative[:1].expand(len(starts), -1, -1) if do_cfg else None
+        uncond = negative[:1].expand(len(spans), -1, -1) if do_cfg else None
+        # windows of the same length run together, a few at a time
+        groups = []
+        for length in sorted({b - a for a, b, _ in spans}, reverse=True):
+            same = [k for k, (a, b, _) in enumerate(spans) if b - a == length]
+            groups += [same[i : i + windows_per_batch] for i in range(0, len(same), windows_per_batch)]
 
         # 3. Timesteps and start noise (FreeNoise rescheduling)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -263,22 +275,23 @@ class LongVideoPipeline(TextToVideoPipeline):
         weights = window_weights(window).to(device=device, dtype=latents.dtype)
 
         # 4. Denoising: every window each step, fused, then one solver step on the whole video
-        with self.progress_bar(total=len(timesteps) * len(starts)) as bar:
+        with self.progress_bar(total=len(timesteps) * len(spans)) as bar:
             for i, t in enumerate(timesteps):
                 fused = torch.zeros_like(latents)
                 total = torch.zeros(num_frames, device=device, dtype=latents.dtype)
-                for b in range(0, len(starts), windows_per_batch):
-                    group = starts[b : b + windows_per_batch]
-                    x = torch.cat([latents[:, :, s : s + window] for s in group])
+                for group in groups:
+                    x = torch.cat([latents[:, :, spans[k][0] : spans[k][1]] for k in group])
                     x = self.scheduler.scale_model_input(torch.cat([x, x]) if do_cfg else x, t)
-                    text = torch.cat([uncond[b : b + len(group)], cond[b : b + len(group)]]) if do_cfg else cond[b : b + len(group)]
+                    text = torch.cat([uncond[group], cond[group]]) if do_cfg else cond[group]
                     pred = self.unet(x, t, encoder_hidden_states=text.to(self.unet.dtype), return_dict=False)[0]
                     if do_cfg:
                         pred_uncond, pred_text = pred.chunk(2)
                         pred = pred_uncond + guidance_scale * (pred_text - pred_uncond)
-                    for j, s in enumerate(group):
-                        fused[:, :, s : s + window] += pred[j : j + 1] * weights[None, None, :, None, None]
-                        total[s : s + window] += weights
+                    for j, k in enumerate(group):
+                        a, b, off = spans[k]
+                        w = weights[off : off + b - a]
+                        fused[:, :, a:b] += pred[j : j + 1] * w[None, None, :, None, None]
+                        total[a:b] += w
                     bar.update(len(group))
                 noise_pred = fused / total[None, None, :, None, None]
                 b_, c, n, h, w = latents.shape
