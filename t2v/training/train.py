@@ -302,7 +302,11 @@ def train_unet(config: TrainConfig) -> Path:
         sample_size=d.height // factor, in_channels=vae.config.latent_channels, out_channels=vae.config.latent_channels,
         cross_attention_dim=text_encoder.config.hidden_size, **config.unet,
     )
-    noise_scheduler = DDPMScheduler(**NOISE_SCHEDULE)
+    if config.prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {config.prediction_type!r}")
+    if config.init_from:  # start from earlier weights (e.g. another objective's run)
+        unet.load_state_dict(load_file(config.init_from))
+    noise_scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type=config.prediction_type)
     cache: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
@@ -332,17 +336,18 @@ def train_unet(config: TrainConfig) -> Path:
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), device=latents.device)
         noisy = noise_scheduler.add_noise(latents, noise, t)
         pred = model(noisy, t, encoder_hidden_states=cond).sample
+        target = noise if config.prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, t)
         if not config.snr_gamma:
-            return F.mse_loss(pred.float(), noise.float())
-        snr = compute_snr(noise_scheduler, t)
-        weight = torch.clamp(snr, max=config.snr_gamma) / snr  # min-SNR-gamma, epsilon prediction
-        per_sample = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3, 4))
+            return F.mse_loss(pred.float(), target.float())
+        snr = compute_snr(noise_scheduler, t)  # min-SNR-gamma weighting, for epsilon or v targets
+        weight = torch.clamp(snr, max=config.snr_gamma) / (snr if config.prediction_type == "epsilon" else snr + 1)
+        per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3, 4))
         return (per_sample * weight).mean()
 
     def pipeline_for(model):
         from t2v.pipelines.text_to_video import TextToVideoPipeline
 
-        scheduler = DPMSolverMultistepScheduler(**NOISE_SCHEDULE, algorithm_type="dpmsolver++")
+        scheduler = DPMSolverMultistepScheduler(**NOISE_SCHEDULE, algorithm_type="dpmsolver++", prediction_type=config.prediction_type)
         pipe = TextToVideoPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=model, scheduler=scheduler)
         pipe.set_progress_bar_config(disable=True)
         return pipe
