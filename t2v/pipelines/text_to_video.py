@@ -82,6 +82,7 @@ class TextToVideoPipeline(DiffusionPipeline):
         The directory is checked first (t2v.models.loading.inspect_model_dir): safetensors weights
         only, never pickle, no Python code; a Hub id downloads only JSON, tokenizer and safetensors.
         """
+        import t2v.models.patch_vae  # noqa: F401  diffusers loads only from modules already imported
         from t2v.models.loading import ModelError, prepare_model_dir
 
         if kwargs.get("use_safetensors") is False:
