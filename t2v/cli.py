@@ -200,6 +200,32 @@ def eval_(
     typer.echo(f"wrote {json_path} and {md_path}")
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(7860, "--port"),
+    data_dir: Path = typer.Option(Path("t2v-data"), "--data-dir", help="Jobs database (SQLite) and result files."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or Hub id (default: the embedded model)."),
+    token: Optional[str] = typer.Option(None, "--token", help="Require this API token on every endpoint (or set T2V_API_TOKEN)."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: Optional[str] = typer.Option(None, "--dtype"),
+    max_frames: int = typer.Option(256, "--max-frames", help="Most frames a job may ask for."),
+    max_size: int = typer.Option(1024, "--max-size", help="Largest height or width in pixels."),
+    max_steps: int = typer.Option(1000, "--max-steps", help="Most denoising steps."),
+    max_queue: int = typer.Option(100, "--max-queue", help="Most queued jobs; more are refused with 429."),
+):
+    """Serve the REST job API (/v1/jobs, docs at /docs) and the web app (/) from one process."""
+    from t2v.server import Limits, serve as run_server
+
+    if min(port, max_frames, max_size, max_steps, max_queue) < 1 or port > 65535:
+        fail("--port must be in 1..65535 and --max-* >= 1")
+    try:
+        run_server(host, port, data_dir, model, token, device, dtype,
+                   Limits(max_frames=max_frames, max_size=max_size, max_steps=max_steps, max_queue=max_queue))
+    except ValueError as e:
+        fail(str(e))
+
+
 def run():  # pragma: no cover
     app(prog_name="t2v")
 

@@ -1,0 +1,352 @@
+"""A durable job queue for video generation: SQLite (WAL) in the data directory, one worker per device.
+
+Every accepted job is a row before the client hears about it, so nothing accepted is lost: after a
+crash, jobs that were running go back to the queue and run again (with the same seed, so they make
+the same video); finished ones are still served from `<data dir>/videos/`. Progress of the running
+job lives in memory only (it means nothing after a restart).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from t2v.generate import GenerateRequest, draw_seed, get_pipeline, run_generate
+from t2v.models.loading import pick_device
+from t2v.pipelines.long_video import MAX_LONG_FRAMES, parse_storyboard
+from t2v.pipelines.schedulers import SCHEDULERS
+from t2v.pipelines.text_to_video import MAX_FRAMES
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled")
+MAX_ATTEMPTS = 3  # a job that was interrupted this often (e.g. it kills the server) fails instead of running again
+PARAM_FIELDS = ("prompt", "negative_prompt", "num_frames", "height", "width", "num_inference_steps",
+                "guidance_scale", "seed", "fps", "scheduler", "storyboard")
+
+
+@dataclass
+class Limits:
+    """What one request may ask for (the server's options --max-frames etc.)."""
+
+    max_frames: int = 256
+    max_size: int = 1024  # height and width, pixels
+    max_steps: int = 1000
+    max_prompt_chars: int = 1000
+    max_queue: int = 100  # queued jobs; one more is answered 429
+    max_body_bytes: int = 64 * 1024
+
+
+class JobError(ValueError):
+    """A bad parameter: `field` names it, the message says why (-> 422)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after: int):
+        super().__init__(f"the queue is full; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class Stopped(Exception):
+    """Raised inside the denoising loop to stop a job (cancelled, or the server is shutting down)."""
+
+
+def field_of(message: str, default: str) -> str:
+    """The parameter a pipeline error message is about (they start with its name)."""
+    for name in PARAM_FIELDS:
+        if message.startswith(name) or message.startswith(f"unknown {name}"):
+            return name
+    return default
+
+
+def check_params(body: dict, pipe, limits: Limits) -> dict:
+    """The parameters of a job, checked and completed (model defaults, a drawn seed) -> JSON-able dict.
+
+    The same checks as the pipeline's (its `check_inputs`) plus the server's limits, so a job that
+    is accepted does not fail on its parameters later. Raises JobError(field, reason).
+    """
+    p = {k: v for k, v in body.items() if v is not None}
+    if "prompt" in p and "storyboard" in p:
+        raise JobError("storyboard", "give either a prompt or a storyboard, not both")
+    if "prompt" not in p and "storyboard" not in p:
+        raise JobError("prompt", "a prompt (or a storyboard) is required")
+    for name in ("prompt", "negative_prompt"):
+        if name in p and len(p[name]) > limits.max_prompt_chars:
+            raise JobError(name, f"{name} is {len(p[name])} characters long; at most {limits.max_prompt_chars} on this server")
+    board, max_frames = None, min(limits.max_frames, MAX_LONG_FRAMES)
+    if "storyboard" in p:
+        if "num_frames" in p:
+            raise JobError("num_frames", "num_frames is not used with a storyboard: give the frames of each scene")
+        text = p["storyboard"]
+        try:
+            board = parse_storyboard(text if isinstance(text, dict) else yaml.safe_load(text))
+        except yaml.YAMLError as e:
+            raise JobError("storyboard", f"the storyboard is not valid YAML or JSON: {e}") from None
+        except ValueError as e:
+            raise JobError("storyboard", str(e)) from None
+        for i, scene in enumerate(board.scenes, 1):
+            if len(scene.prompt) > limits.max_prompt_chars:
+                raise JobError("storyboard", f"scene {i}: the prompt is longer than {limits.max_prompt_chars} characters")
+        if board.num_frames > max_frames:
+            raise JobError("storyboard", f"the storyboard has {board.num_frames} frames in all; at most {max_frames} on this server")
+        p.setdefault("fps", board.fps)
+
+    defaults = getattr(pipe, "t2v_defaults", {})
+    p.setdefault("num_frames", board.num_frames if board else int(defaults.get("num_frames", 16)))
+    p.setdefault("height", pipe.default_size)
+    p.setdefault("width", pipe.default_size)
+    p.setdefault("num_inference_steps", int(defaults.get("num_inference_steps", 25)))
+    p.setdefault("guidance_scale", float(defaults.get("guidance_scale", 9.0)))
+    p.setdefault("fps", 8.0)
+    for name, value, top in (("num_frames", p["num_frames"], max_frames), ("height", p["height"], limits.max_size),
+                             ("width", p["width"], limits.max_size), ("num_inference_steps", p["num_inference_steps"], limits.max_steps)):
+        if value > top:
+            raise JobError(name, f"{name} is {value}; at most {top} on this server")
+    if "scheduler" in p and p["scheduler"] not in SCHEDULERS:
+        raise JobError("scheduler", f"unknown scheduler {p['scheduler']!r}; choose one of: {', '.join(SCHEDULERS)}")
+    if not (math.isfinite(p["fps"]) and 0 < p["fps"] <= 240):
+        raise JobError("fps", f"fps must be a number in (0, 240], got {p['fps']!r}")
+    p.setdefault("seed", draw_seed())
+    if not 0 <= p["seed"] < 2**63:
+        raise JobError("seed", f"seed must be in [0, 2**63), got {p['seed']}")
+    try:
+        pipe.check_inputs(board.scenes[0].prompt if board else p["prompt"], p.get("negative_prompt"), min(p["num_frames"], MAX_FRAMES),
+                          p["height"], p["width"], p["num_inference_steps"], p["guidance_scale"], 1, "np")
+    except ValueError as e:
+        raise JobError(field_of(str(e), "storyboard" if board else "prompt"), str(e)) from None
+    if isinstance(p.get("storyboard"), dict):
+        p["storyboard"] = json.dumps(p["storyboard"])
+    p["fps"] = float(p["fps"])
+    p["guidance_scale"] = float(p["guidance_scale"])
+    return p
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+class JobQueue:
+    """Jobs in SQLite plus the one worker thread that runs them on this process's device."""
+
+    def __init__(self, data_dir: str | Path, model: str | None = None, device: str = "auto", dtype: str | None = None,
+                 limits: Limits | None = None):
+        self.data_dir = Path(data_dir).resolve()
+        self.videos = self.data_dir / "videos"
+        self.videos.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.data_dir / "server.lock", "a+")
+        try:  # one server per data directory: two would run the same jobs (released by the OS when this process dies)
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"the data directory {self.data_dir} is in use by another t2v serve") from None
+        self.model, self.device, self.dtype = model, pick_device(device), dtype
+        self.limits = limits or Limits()
+        self.db = sqlite3.connect(self.data_dir / "jobs.db", check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.lock = threading.Lock()
+        with self.lock:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")  # an answered POST survives a power cut, not only kill -9
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, "
+                "status TEXT NOT NULL, params TEXT NOT NULL, source TEXT, created REAL, started REAL, finished REAL, "
+                "attempts INTEGER DEFAULT 0, error TEXT, video TEXT, result TEXT)"
+            )
+            self.db.execute("CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq)")
+            # Interrupted by a crash or a stop: run again, unless it keeps killing the server
+            self.db.execute("UPDATE jobs SET status='failed', error=?, finished=? WHERE status='running' AND attempts>=?",
+                            (f"interrupted {MAX_ATTEMPTS} times (the server stopped while it ran)", time.time(), MAX_ATTEMPTS))
+            self.db.execute("UPDATE jobs SET status='queued', started=NULL WHERE status='running'")
+        for tmp in self.videos.glob(".*.tmp-*"):  # half-written files of an interrupted job
+            tmp.unlink(missing_ok=True)
+        self.live: dict[str, dict] = {}  # progress of the running job
+        self.cancelled: set[str] = set()
+        self.changes = 0  # bumped on every status change (long polls look at it before reading the database)
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.pipe = None
+        self.thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ model and worker
+    def load(self):
+        """Load the model (once per process; `run_generate` finds it in the same cache)."""
+        self.pipe = get_pipeline(self.model, self.device, self.dtype)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.base_scheduler = self.pipe.scheduler
+        return self.pipe
+
+    def start(self):
+        self.thread = threading.Thread(target=self._work, name="t2v-worker", daemon=True)
+        self.thread.start()
+
+    def stop(self, timeout: float = 5.0):
+        """Stop taking work; a running job stops at its next step and goes back to the queue."""
+        self.stopping.set()
+        self.wake.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    @property
+    def ready(self) -> bool:
+        return self.pipe is not None and self.thread is not None and self.thread.is_alive() and not self.stopping.is_set()
+
+    def _next(self):
+        with self.lock:
+            row = self.db.execute("SELECT * FROM jobs WHERE status='queued' ORDER BY seq LIMIT 1").fetchone()
+            if row is not None:
+                self.db.execute("UPDATE jobs SET status='running', started=?, attempts=attempts+1 WHERE id=?", (time.time(), row["id"]))
+        return row
+
+    def _work(self):
+        while not self.stopping.is_set():
+            row = self._next()
+            if row is None:
+                self.wake.wait(1.0)
+                self.wake.clear()
+                continue
+            self._run(row["id"], json.loads(row["params"]))
+
+    def _run(self, job_id: str, p: dict):
+        start = time.time()
+        self.live[job_id] = {"step": 0, "total": p["num_inference_steps"], "eta": None}
+
+        def on_step(step, total):
+            if job_id in self.cancelled or self.stopping.is_set():
+                raise Stopped()
+            elapsed = time.time() - start
+            self.live[job_id] = {"step": step, "total": total, "eta": elapsed / step * (total - step)}
+
+        board = p.get("storyboard")
+        out = self.videos / f"{job_id}.mp4"  # the name comes from the server's UUID, never from the request
+        req = GenerateRequest(
+            prompt=p.get("prompt"), output=out, storyboard=parse_storyboard(yaml.safe_load(board)) if board else None,
+            model=self.model, num_frames=None if board else p["num_frames"], height=p["height"], width=p["width"],
+            num_inference_steps=p["num_inference_steps"], guidance_scale=p["guidance_scale"], negative_prompt=p.get("negative_prompt"),
+            seed=p["seed"], scheduler=p.get("scheduler"), fps=p["fps"], device=self.device, dtype=self.dtype, overwrite=True, progress=False,
+        )
+        if req.scheduler is None and self.pipe is not None:
+            self.pipe.scheduler = self.base_scheduler  # a previous job may have swapped it
+        status, error, result = "succeeded", None, None
+        try:
+            r = run_generate(req, on_step=on_step)
+            result = json.dumps({"num_frames": r.num_frames, "height": r.height, "width": r.width, "fps": r.fps,
+                                 "seconds": round(time.time() - start, 3)})
+        except Stopped:
+            status = "queued" if job_id not in self.cancelled else "cancelled"
+            stopped_at = self.live.get(job_id, {}).get("step", 0) + 1  # the step that had just finished
+        except Exception as e:  # noqa: BLE001 - a job's failure is reported in the job, the worker goes on
+            status, error = "failed", f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e)
+        finally:
+            self.live.pop(job_id, None)
+        with self.lock:  # (a job cancelled meanwhile stays cancelled: its row is no longer 'running')
+            if status == "cancelled":  # cancel() has set the row; add where the job actually stopped
+                cur = self.db.execute("UPDATE jobs SET result=json_set(COALESCE(result, '{}'), '$.stopped_at_step', ?) WHERE id=?",
+                                      (stopped_at, job_id))
+            elif status == "queued":  # the server is stopping: back to the queue, and this try does not count
+                cur = self.db.execute("UPDATE jobs SET status='queued', started=NULL, attempts=attempts-1 WHERE id=? AND status='running'", (job_id,))
+            else:
+                cur = self.db.execute("UPDATE jobs SET status=?, error=?, result=?, video=?, finished=? WHERE id=? AND status='running'",
+                                      (status, error, result, out.name if status == "succeeded" else None, time.time(), job_id))
+        self.changes += 1
+        if status != "succeeded" or cur.rowcount == 0:
+            out.unlink(missing_ok=True)
+        self.cancelled.discard(job_id)
+
+    # ------------------------------------------------------------------ the API's operations
+    def submit(self, body: dict, source: str = "api") -> dict:
+        """Check the parameters and queue a job. Raises JobError (-> 422) or QueueFull (-> 429)."""
+        params = check_params(body, self.pipe, self.limits)
+        job_id = str(uuid.uuid4())
+        with self.lock:
+            queued = self.db.execute("SELECT COUNT(*) FROM jobs WHERE status='queued'").fetchone()[0]
+            if queued >= self.limits.max_queue:
+                raise QueueFull(self._retry_after())
+            self.db.execute("INSERT INTO jobs (id, status, params, source, created) VALUES (?, 'queued', ?, ?, ?)",
+                            (job_id, json.dumps(params), source, time.time()))
+        self.wake.set()
+        return self.get(job_id)
+
+    def _retry_after(self) -> int:
+        rows = self.db.execute("SELECT finished - started FROM jobs WHERE status='succeeded' ORDER BY seq DESC LIMIT 20").fetchall()
+        mean = sum(r[0] for r in rows) / len(rows) if rows else 10.0
+        return max(1, math.ceil(mean))  # about when the running job ends and a place frees up
+
+    def cancel(self, job_id: str) -> dict | None:
+        """Cancel a queued or running job (a running one stops at its next denoising step)."""
+        with self.lock:
+            row = self.db.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            if row["status"] in ("queued", "running"):
+                live = self.live.get(job_id)
+                if row["status"] == "running":
+                    self.cancelled.add(job_id)
+                self.db.execute("UPDATE jobs SET status='cancelled', finished=?, result=? WHERE id=? AND status IN ('queued', 'running')",
+                                (time.time(), json.dumps({"cancelled_at_step": live["step"] if live else 0}), job_id))
+                self.changes += 1
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> dict | None:
+        with self.lock:
+            row = self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            position = None
+            if row is not None and row["status"] == "queued":
+                position = self.db.execute("SELECT COUNT(*) FROM jobs WHERE status='queued' AND seq<?", (row["seq"],)).fetchone()[0]
+        return None if row is None else self._public(row, position)
+
+    def list(self, limit: int = 20, offset: int = 0, status: str | None = None) -> tuple[list[dict], int]:
+        where, args = ("WHERE status=?", (status,)) if status else ("", ())
+        with self.lock:
+            total = self.db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()[0]
+            rows = self.db.execute(f"SELECT * FROM jobs {where} ORDER BY seq DESC LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
+        return [self._public(r) for r in rows], total
+
+    def counts(self) -> dict:
+        with self.lock:
+            return dict(self.db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
+
+    def video_path(self, job_id: str) -> Path | None:
+        """The finished video of a job, inside the data directory (None if there is none)."""
+        with self.lock:
+            row = self.db.execute("SELECT video FROM jobs WHERE id=? AND status='succeeded'", (job_id,)).fetchone()
+        if row is None or not row["video"]:
+            return None
+        path = (self.videos / row["video"]).resolve()
+        return path if path.parent == self.videos and path.is_file() else None
+
+    def _public(self, row, position: int | None = None) -> dict:
+        params = json.loads(row["params"])
+        live = self.live.get(row["id"]) if row["status"] == "running" else None
+        step, total = (live["step"], live["total"]) if live else (0, params["num_inference_steps"])
+        if row["status"] == "succeeded":
+            step = total
+        return {
+            "id": row["id"],
+            "status": row["status"],
+            "progress": round(step / total, 4) if total else 0.0,
+            "step": step,
+            "total_steps": total,
+            "eta_seconds": None if not live or live["eta"] is None else round(live["eta"], 2),
+            "queue_position": position,
+            "seed": params["seed"],
+            "error": row["error"],
+            "params": params,
+            "result": json.loads(row["result"]) if row["result"] else None,
+            "video_url": f"/v1/jobs/{row['id']}/video" if row["status"] == "succeeded" else None,
+            "source": row["source"],
+            "attempts": row["attempts"],
+            "created_at": _iso(row["created"]),
+            "started_at": _iso(row["started"]),
+            "finished_at": _iso(row["finished"]),
+        }
