@@ -85,8 +85,6 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
     # 2. The model, with its recommended settings for anything not given
     pipe = get_pipeline(req.model, device, req.dtype)
     defaults = getattr(pipe, "t2v_defaults", {})
-    if req.scheduler:
-        pipe.set_scheduler(req.scheduler)
     pipe.set_progress_bar_config(disable=not req.progress)
     kwargs = dict(
         prompt=req.prompt,
@@ -101,20 +99,30 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
     callback = (lambda i, n, _latents: on_step(i + 1, n)) if on_step else None
 
     # 3. Generate (in windows past the model's length, or scene by scene), then write atomically
-    native = int(defaults.get("num_frames", 16))
-    if req.storyboard is not None or kwargs["num_frames"] > native:
-        from t2v.pipelines.long_video import LongVideoPipeline
-
-        long = LongVideoPipeline(**pipe.components)
-        long.t2v_defaults = defaults
-        long.set_progress_bar_config(disable=not req.progress)
-        if req.storyboard is not None:
-            board = req.storyboard
-            kwargs.update(prompt=None, scenes=list(board.scenes), num_frames=None, transition_frames=board.transition_frames,
-                          negative_prompt=board.negative_prompt if req.negative_prompt is None else req.negative_prompt)
-        frames = long(**kwargs, callback_on_step_end=callback).frames[0]
-        kwargs["num_frames"] = len(frames)
-    else:
-        frames = pipe(**kwargs, callback_on_step_end=callback).frames[0]
+    model_scheduler = pipe.scheduler  # the cached pipeline goes back to the model's own solver afterwards
+    if req.scheduler:
+        pipe.set_scheduler(req.scheduler)
+    try:
+        frames = _generate(pipe, req, kwargs, defaults, callback)
+    finally:
+        pipe.scheduler = model_scheduler
     write_video(path, to_uint8(frames), fps=req.fps, overwrite=req.overwrite)
-    return GenerateResult(path, seed, kwargs["num_frames"], kwargs["height"], kwargs["width"], req.fps)
+    return GenerateResult(path, seed, len(frames), kwargs["height"], kwargs["width"], req.fps)
+
+
+def _generate(pipe, req: GenerateRequest, kwargs: dict, defaults: dict, callback):
+    """Frames [F, H, W, 3] in [0, 1]: one pass, or windows past the model's native length / a storyboard."""
+    native = int(defaults.get("num_frames", 16))
+    if req.storyboard is None and kwargs["num_frames"] <= native:
+        return pipe(**kwargs, callback_on_step_end=callback).frames[0]
+    from t2v.pipelines.long_video import LongVideoPipeline
+
+    long = LongVideoPipeline(**pipe.components)
+    long.t2v_defaults = defaults
+    long.set_progress_bar_config(disable=not req.progress)
+    if req.storyboard is not None:
+        board = req.storyboard
+        kwargs = {**kwargs, "prompt": None, "scenes": list(board.scenes), "num_frames": None,
+                  "transition_frames": board.transition_frames,
+                  "negative_prompt": board.negative_prompt if req.negative_prompt is None else req.negative_prompt}
+    return long(**kwargs, callback_on_step_end=callback).frames[0]

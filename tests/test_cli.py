@@ -146,3 +146,11 @@ def test_world_sample(tmp_path):
 def test_real_process_prints_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "t2v.cli", "generate", "x", "-o", str(tmp_path / "o.xyz")], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "error:" in r.stderr and ".mp4" in r.stderr
+
+
+def test_scheduler_choice_does_not_stick_to_the_cached_model(model_dir, tmp_path):
+    from t2v.generate import get_pipeline
+
+    assert gen(model_dir, tmp_path / "a.npy", "--scheduler", "euler-a").exit_code == 0
+    pipe = get_pipeline(str(model_dir), "cpu", None)
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # the tiny model's own solver is back
