@@ -54,9 +54,9 @@ SCENES = [
 def test_videos_follow_their_prompts(default_pipe):
     """Judged by image analysis over 6 prompts x 2 seeds; deterministic for the shipped weights.
 
-    The shipped model is weak (see MODEL_CARD.md): it gets the background right (12/12 when
-    measured) and the colour in 7/12, shapes and motion rarely. A UNet with random weights gets
-    4/12 and 4/12. The thresholds sit between the two, so a broken model or pipeline fails.
+    The shipped model is still weak (see MODEL_CARD.md): measured 12/12 backgrounds, 10/12 colours,
+    6/12 shapes (2/12 motions); a UNet with random weights gets 4/12 backgrounds and 4/12 colours.
+    The thresholds sit between, so a broken model or pipeline fails.
     """
     prompts = [canonical_caption(s) for s in SCENES]
     verdicts = []
@@ -65,7 +65,8 @@ def test_videos_follow_their_prompts(default_pipe):
         verdicts += [judge(scene, to_uint8(video)) for scene, video in zip(SCENES, frames)]
     background = np.mean([v["background"] for v in verdicts])
     colour = np.mean([v["color"] for v in verdicts])
-    assert background >= 0.9 and colour >= 0.5, json.dumps(verdicts)
+    shape = np.mean([v["shape"] for v in verdicts])
+    assert background >= 0.9 and colour >= 0.7 and shape >= 0.3, json.dumps(verdicts)
 
 
 def test_different_prompts_different_videos(default_pipe):

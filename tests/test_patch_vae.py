@@ -54,3 +54,17 @@ def test_runs_in_both_pipelines_with_same_frames(tmp_path):
                       generator=torch.Generator().manual_seed(0), output_type="np").frames
     got = ours("a red ball", num_frames=2, num_inference_steps=2, height=32, width=32, seed=0).frames
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_min_std_whitens_strong_channels_and_keeps_detail_small():
+    data, test = frames(), frames(seed=1)
+    whitened, partial = PatchAutoencoder(patch_size=8, latent_channels=32), PatchAutoencoder(patch_size=8, latent_channels=32)
+    whitened.fit(data)
+    stats = partial.fit(data, min_std=0.5)
+    with torch.no_grad():
+        zw, zp = whitened.encode(test).latents, partial.encode(test).latents
+        recon = partial.decode(zp).sample
+    std_w, std_p = zw.transpose(0, 1).flatten(1).std(dim=1), zp.transpose(0, 1).flatten(1).std(dim=1)
+    assert 0.6 < std_p[0] < 1.5  # the brightness channel (std >> 0.5) is still unit variance
+    assert std_p[-1] < 0.5 * std_w[-1]  # the weakest detail channel keeps its small natural scale
+    assert stats["psnr_db"] > 28 and (recon - test).abs().mean() < 0.05  # same reconstruction

@@ -89,8 +89,9 @@ def test_two_stages_checkpoint_resume_and_export(tmp_path, vae_type):
     vae_cfg = json.loads((tmp_path / "run" / "vae" / "config.json").read_text())
     assert vae_cfg["latent_channels"] == 4 and vae_cfg["scaling_factor"] > 0
 
-    # stage 2: the UNet on the VAE's latents; the export is a pipeline that generates
-    train(load_config(unet_config(tmp_path, sample_every=3)))
+    # stage 2: the UNet on the VAE's latents; the export is a pipeline that generates. A text-embedding
+    # cache of 1 caption is cleared every step (a full cache once crashed a run with a KeyError).
+    train(load_config(unet_config(tmp_path, sample_every=3, text_cache_size=1)))
     model = tmp_path / "run" / "model"
     assert (model / "model_index.json").is_file() and not (model / "text_encoder").exists()
     assert (tmp_path / "run" / "samples" / "step000003.gif").is_file()

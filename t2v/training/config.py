@@ -47,6 +47,7 @@ class TrainConfig:
     # VAE stage
     vae_type: str = "kl"  # "kl" (AutoencoderKL), "tiny" (AutoencoderTiny, TAESD layout) or "patch" (PCA, closed form)
     pca_frames: int = 4096  # frames the "patch" first stage is fitted on
+    pca_min_std: float = 0.0  # "patch": channels are divided by max(std, pca_min_std); 0 whitens all
     vae: dict = field(default_factory=lambda: dict(
         block_out_channels=[32, 32, 64, 64], layers_per_block=1, latent_channels=8, norm_num_groups=16,
     ))
@@ -66,6 +67,7 @@ class TrainConfig:
     init_from: str | None = None  # UNet weights (safetensors) to start from
     snr_gamma: float = 5.0  # min-SNR loss weighting; 0 turns it off
     noise_offset: float = 0.0
+    text_cache_size: int = 20_000  # caption embeddings kept in memory (the frozen encoder sees a caption once)
 
 
 def _build(cls, raw: dict):

@@ -230,11 +230,11 @@ def fit_patch_vae(config: TrainConfig, vae: PatchAutoencoder) -> Path:
     g = torch.Generator().manual_seed(config.seed)
     clips = torch.randint(0, len(dataset), (math.ceil(config.pca_frames / 4),), generator=g).tolist()
     frames = torch.cat([dataset[i]["video"][torch.randint(0, config.data.num_frames, (4,), generator=g)] for i in clips])
-    stats = vae.fit(frames[: config.pca_frames])
+    stats = vae.fit(frames[: config.pca_frames], min_std=config.pca_min_std)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     vae.save_pretrained(out / "vae", safe_serialization=True)
-    (out / "vae-train-log.json").write_text(json.dumps({"pca_frames": config.pca_frames, **stats}, indent=1))
+    (out / "vae-train-log.json").write_text(json.dumps({"pca_frames": config.pca_frames, "pca_min_std": config.pca_min_std, **stats}, indent=1))
     print(f"fitted {vae.config.latent_channels} components on {stats['patches']} patches: "
           f"{100 * stats['variance_kept']:.2f}% variance, {stats['psnr_db']:.1f} dB PSNR")
     return out / "vae"
@@ -312,12 +312,12 @@ def train_unet(config: TrainConfig) -> Path:
     @torch.no_grad()
     def embed(captions: list[str], device) -> torch.Tensor:
         """Text embeddings, cached: the frozen encoder sees each caption once."""
+        if len(cache) > config.text_cache_size:  # bounded: start again, keeping none (all are recomputed below)
+            cache.clear()
         missing = [c for c in dict.fromkeys(captions) if c not in cache]
         if missing:
             tokens = tokenizer(missing, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
             hidden = text_encoder.to(device)(tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device))[0]
-            if len(cache) > 20_000:
-                cache.clear()
             cache.update(zip(missing, hidden))
         return torch.stack([cache[c] for c in captions])
 
