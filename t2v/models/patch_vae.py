@@ -5,8 +5,8 @@ principal components of Shapes-world patches, divided by max(std, min_std): the 
 (brightness, colour) get unit variance, what the diffusion stage expects, while the weak detail
 channels keep their natural, smaller scale, so the diffusion model settles coarse structure before
 detail, as pixel-space diffusion does (whitening every channel left 8x8 block noise in samples).
-Decoding is the transpose. It is fitted in closed form in
-seconds and decodes a 16-frame video in milliseconds on a CPU.
+Decoding is the transpose. It is fitted in closed form in seconds and decodes a 16-frame video in
+milliseconds on a CPU.
 
 Why not AutoencoderKL: trained from scratch on these flat-coloured frames on the CPU budget, both
 AutoencoderKL and AutoencoderTiny stayed blurry and grey after 600-1200 steps (colour is a few
