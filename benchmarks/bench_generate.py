@@ -3,7 +3,8 @@
     python benchmarks/bench_generate.py                      # the embedded model, 16 frames 64x64, 25 steps
     python benchmarks/bench_generate.py --model DIR --runs 7 --frames 16 --size 256
 
-Both pipelines share the same UNet, VAE and text encoder objects and run DPM-Solver++ (the blog
+Both pipelines share the same UNet, VAE and text encoder objects (so the UNet's attention
+processors, e.g. the embedded model's frame positions, are the same in both) and run DPM-Solver++ (the blog
 recipe) with the same steps and seed; runs alternate in one process (ours, theirs, ours, ...), so
 both see the same machine state. Prints the median seconds of each, their ratio (target <= 1.05),
 and, each measured in a fresh subprocess: model load time and the peak RSS of one generation with t2v.

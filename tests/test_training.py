@@ -71,6 +71,7 @@ TINY_TAESD = {"encoder_block_out_channels": [8, 8], "decoder_block_out_channels"
 @pytest.mark.parametrize("vae_type", ["kl", "tiny"])
 def test_two_stages_checkpoint_resume_and_export(tmp_path, vae_type):
     from t2v.models.loading import load_pipeline
+    from t2v.models.temporal_position import has_frame_positions
 
     first_stage = {"vae_type": vae_type, "vae": TINY_VAE if vae_type == "kl" else TINY_TAESD}
     # stage 1: the VAE; a checkpoint at step 2, resumed to step 4
@@ -91,11 +92,15 @@ def test_two_stages_checkpoint_resume_and_export(tmp_path, vae_type):
 
     # stage 2: the UNet on the VAE's latents; the export is a pipeline that generates. A text-embedding
     # cache of 1 caption is cleared every step (a full cache once crashed a run with a KeyError).
-    train(load_config(unet_config(tmp_path, sample_every=3, text_cache_size=1)))
+    # The kl run also gives its temporal attention frame positions, which the export must carry.
+    positions = "sinusoidal" if vae_type == "kl" else None
+    train(load_config(unet_config(tmp_path, sample_every=3, text_cache_size=1, temporal_position=positions)))
     model = tmp_path / "run" / "model"
     assert (model / "model_index.json").is_file() and not (model / "text_encoder").exists()
     assert (tmp_path / "run" / "samples" / "step000003.gif").is_file()
     pipe = load_pipeline(model, device="cpu")
+    assert has_frame_positions(pipe.unet) == (positions is not None)
+    assert json.loads((model / "t2v_model.json").read_text()).get("temporal_position") == positions
     pipe.set_progress_bar_config(disable=True)
     frames = pipe("a red circle moving right", num_frames=4, num_inference_steps=2, seed=0).frames
     assert frames.shape == (1, 4, 32, 32, 3) and np.isfinite(frames).all()

