@@ -57,6 +57,8 @@ def test_shipped_configs_load():
     root = Path(__file__).parent.parent / "configs"
     assert load_config(root / "shapes-vae.yaml").stage == "vae"
     assert load_config(root / "shapes-unet.yaml").stage == "unet"
+    motion = load_config(root / "shapes-unet-motion.yaml")
+    assert motion.temporal_position == "sinusoidal" and motion.init_from.startswith("runs/shapes3/")
 
 
 def test_unet_stage_needs_a_vae(tmp_path):
