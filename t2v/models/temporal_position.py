@@ -12,6 +12,7 @@ keep the diffusers layout, and the model's `t2v_model.json` says `"temporal_posi
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import torch
@@ -30,12 +31,17 @@ def sinusoidal_positions(num_frames: int, dim: int, device=None, dtype=None) -> 
     return pe.to(dtype)
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_positions(num_frames: int, dim: int, device, dtype) -> torch.Tensor:
+    return sinusoidal_positions(num_frames, dim, device, dtype)  # built once per shape, not per denoising step
+
+
 class FramePositionProcessor(AttnProcessor2_0):
     """Temporal self-attention with the frame index added to its input (hidden_states: [B*H*W, F, C])."""
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
         f, c = hidden_states.shape[-2:]
-        hidden_states = hidden_states + sinusoidal_positions(f, c, hidden_states.device, hidden_states.dtype)
+        hidden_states = hidden_states + _cached_positions(f, c, hidden_states.device, hidden_states.dtype)
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
 
