@@ -9,9 +9,12 @@ from diffusers import UNet2DConditionModel
 from t2v.models.loading import ModelError, load_pipeline, save_model
 from t2v.models.temporal_position import (
     FramePositionProcessor,
+    SpatialFramePositionProcessor,
     add_frame_positions,
+    frame_position_kind,
     has_frame_positions,
     sinusoidal_positions,
+    spatial_attention_names,
     temporal_attention_names,
 )
 
@@ -37,6 +40,47 @@ def test_only_temporal_self_attention_gets_positions():
     assert has_frame_positions(unet)
     add_frame_positions(unet, None)
     assert not has_frame_positions(unet)
+
+
+def test_spatial_kind_positions_every_attention_and_switches_back():
+    unet = tiny_unet().eval()
+    sample = torch.randn(1, 4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    cond = torch.randn(1, 3, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        add_frame_positions(unet, "sinusoidal")
+        temporal_only = unet(sample, 10, encoder_hidden_states=cond).sample
+        add_frame_positions(unet, "sinusoidal+spatial")
+        assert frame_position_kind(unet) == "sinusoidal+spatial"
+        spatial = spatial_attention_names(unet)
+        # the down, mid and up transformers each have a self- and a cross-attention
+        assert len(spatial) == 8 and {n.rsplit(".", 2)[-2] for n in spatial} == {"attn1", "attn2"}
+        for name, proc in unet.attn_processors.items():
+            assert isinstance(proc, SpatialFramePositionProcessor) == (name in spatial), name
+        both = unet(sample, 10, encoder_hidden_states=cond).sample
+        assert unet.attn_processors[spatial[0]].frames["n"] == 4  # the UNet's pre-hook told it the frame count
+        add_frame_positions(unet, "sinusoidal")
+        assert frame_position_kind(unet) == "sinusoidal" and unet._t2v_frames_hook is None
+        again = unet(sample, 10, encoder_hidden_states=cond).sample
+    assert not torch.allclose(temporal_only, both, atol=1e-4)
+    assert torch.equal(temporal_only, again)
+
+
+def test_spatial_positions_tell_frames_apart():
+    """Identical frames get different spatial-attention outputs by frame index, the same in every video."""
+    from diffusers.models.attention_processor import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(8, heads=2, dim_head=4).eval()
+    frame = torch.randn(1, 5, 8)
+    x = frame.repeat(2 * 3, 1, 1)  # 2 videos x 3 frames, all frames equal
+    attn.set_processor(SpatialFramePositionProcessor({"n": 3}))
+    with torch.no_grad():
+        out = attn(x)
+        attn.set_processor(SpatialFramePositionProcessor({}))  # frame count unknown: plain attention
+        plain = attn(x)
+    assert not torch.allclose(out[0], out[1], atol=1e-4) and not torch.allclose(out[1], out[2], atol=1e-4)
+    assert torch.allclose(out[:3], out[3:])
+    assert torch.allclose(plain[0], plain[1])
 
 
 def test_positions_make_temporal_attention_order_aware():
@@ -97,6 +141,12 @@ def test_saved_model_loads_with_positions_and_slicing_keeps_them(tmp_path):
     assert has_frame_positions(loaded.unet)
     loaded.disable_attention_slicing()
     assert has_frame_positions(loaded.unet)
+    # the spatial kind too, and slicing keeps the kind
+    save_model(pipe, tmp_path / "s", meta={"temporal_position": "sinusoidal+spatial"})
+    spatial = load_pipeline(tmp_path / "s", device="cpu")
+    assert frame_position_kind(spatial.unet) == "sinusoidal+spatial"
+    spatial.enable_attention_slicing(1)
+    assert frame_position_kind(spatial.unet) == "sinusoidal+spatial"
     # an unknown kind in t2v_model.json is a clear load error, not a silent model without positions
     (tmp_path / "m" / "t2v_model.json").write_text(json.dumps({"temporal_position": "learned"}))
     with pytest.raises(ModelError, match="t2v_model.json.*temporal_position must be one of"):

@@ -59,6 +59,8 @@ def test_shipped_configs_load():
     assert load_config(root / "shapes-unet.yaml").stage == "unet"
     motion = load_config(root / "shapes-unet-motion.yaml")
     assert motion.temporal_position == "sinusoidal" and motion.init_from.startswith("runs/shapes3/")
+    spatial = load_config(root / "shapes-unet-spatial.yaml")  # stage 4 starts from stage 3's output
+    assert spatial.temporal_position == "sinusoidal+spatial" and spatial.init_from.startswith(motion.output_dir + "/model/")
 
 
 def test_unet_stage_needs_a_vae(tmp_path):

@@ -7,6 +7,11 @@ sinusoidal encoding of the frame index (as in Transformer and AnimateDiff's moti
 added to the input of every temporal self-attention, through an attention processor: the weights
 keep the diffusers layout, and the model's `t2v_model.json` says `"temporal_position":
 "sinusoidal"` so that t2v's loader switches it on (diffusers' own pipeline would not).
+
+`"sinusoidal+spatial"` also adds the frame index to the inputs of the spatial attention of each
+frame (self- and cross-attention): the spatial layers, which read the prompt, then know which frame
+they draw, so "moving right" can map to "on the left in early frames, on the right in late ones"
+directly, instead of through the temporal layers, which never see the prompt.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import math
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
-KINDS = ("sinusoidal",)
+KINDS = ("sinusoidal", "sinusoidal+spatial")
 
 
 def sinusoidal_positions(num_frames: int, dim: int, device=None, dtype=None) -> torch.Tensor:
@@ -45,6 +50,35 @@ class FramePositionProcessor(AttnProcessor2_0):
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
 
+class SpatialFramePositionProcessor(AttnProcessor2_0):
+    """Spatial attention of each frame with its frame index added to the query input
+    (hidden_states: [B*F, H*W, C]); F comes from the UNet's input through a forward pre-hook."""
+
+    def __init__(self, frames: dict):
+        super().__init__()
+        self.frames = frames  # shared with the UNet's pre-hook: {"n": num_frames of the current call}
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+        f = self.frames.get("n")
+        if f and hidden_states.ndim == 3 and hidden_states.shape[0] % f == 0:
+            pe = _cached_positions(f, hidden_states.shape[-1], hidden_states.device, hidden_states.dtype)
+            hidden_states = hidden_states + pe.repeat(hidden_states.shape[0] // f, 1)[:, None, :]
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+
+
+def _record_frames(frames: dict):
+    def hook(module, args, kwargs):
+        sample = args[0] if args else kwargs.get("sample")
+        frames["n"] = int(sample.shape[2]) if sample is not None and sample.ndim == 5 else None
+
+    return hook
+
+
+def spatial_attention_names(unet) -> list[str]:
+    """Processor names of the per-frame spatial attentions (self and cross) of the UNet's transformers."""
+    return [n for n in unet.attn_processors if ".attentions." in n and "temp_attentions" not in n]
+
+
 def temporal_attention_names(unet) -> list[str]:
     """Processor names of the temporal self-attentions (the first attention of each temporal block)."""
     return [n for n in unet.attn_processors if ("temp_attentions" in n or n.startswith("transformer_in")) and n.endswith("attn1.processor")]
@@ -60,19 +94,39 @@ def add_frame_positions(unet, kind: str | None = "sinusoidal"):
     processors = dict(unet.attn_processors)
     for name in names:
         processors[name] = FramePositionProcessor() if kind else AttnProcessor2_0()
+    hook = getattr(unet, "_t2v_frames_hook", None)
+    if hook is not None:
+        hook.remove()
+        unet._t2v_frames_hook = None
+    for name in spatial_attention_names(unet):
+        if isinstance(processors[name], SpatialFramePositionProcessor):
+            processors[name] = AttnProcessor2_0()
+    if kind == "sinusoidal+spatial":
+        frames: dict = {}
+        for name in spatial_attention_names(unet):
+            processors[name] = SpatialFramePositionProcessor(frames)
+        unet._t2v_frames_hook = unet.register_forward_pre_hook(_record_frames(frames), with_kwargs=True)
     unet.set_attn_processor(processors)
     return unet
 
 
+def frame_position_kind(unet) -> str | None:
+    """The kind of frame positions `unet` has now (see KINDS), or None."""
+    procs = unet.attn_processors
+    if not any(isinstance(procs[n], FramePositionProcessor) for n in temporal_attention_names(unet)):
+        return None
+    return "sinusoidal+spatial" if any(isinstance(p, SpatialFramePositionProcessor) for p in procs.values()) else "sinusoidal"
+
+
 def has_frame_positions(unet) -> bool:
-    return any(isinstance(unet.attn_processors[n], FramePositionProcessor) for n in temporal_attention_names(unet))
+    return frame_position_kind(unet) is not None
 
 
 @contextlib.contextmanager
 def frame_positions_kept(unet):
     """Put frame positions back after code that resets every attention processor (attention
     slicing, xformers): temporal attention spans a few frames, so it is left unsliced."""
-    had = has_frame_positions(unet)
+    had = frame_position_kind(unet)
     yield
-    if had and not has_frame_positions(unet):
-        add_frame_positions(unet)
+    if had and frame_position_kind(unet) != had:
+        add_frame_positions(unet, had)

@@ -65,7 +65,7 @@ class TrainConfig:
     caption_dropout: float = 0.1  # for classifier-free guidance
     prediction_type: str = "epsilon"  # "epsilon" (ModelScope) or "v_prediction"
     init_from: str | None = None  # UNet weights (safetensors) to start from
-    temporal_position: str | None = None  # "sinusoidal": frame index added to temporal attention (t2v.models.temporal_position)
+    temporal_position: str | None = None  # "sinusoidal": frame index added to temporal attention; "sinusoidal+spatial": to spatial attention too (t2v.models.temporal_position)
     snr_gamma: float = 5.0  # min-SNR loss weighting; 0 turns it off
     noise_offset: float = 0.0
     text_cache_size: int = 20_000  # caption embeddings kept in memory (the frozen encoder sees a caption once)
