@@ -11,6 +11,7 @@ from t2v.models.temporal_position import (
     FramePositionProcessor,
     SpatialFramePositionProcessor,
     add_frame_positions,
+    frame_grid_positions,
     frame_position_kind,
     has_frame_positions,
     sinusoidal_positions,
@@ -57,7 +58,7 @@ def test_spatial_kind_positions_every_attention_and_switches_back():
         for name, proc in unet.attn_processors.items():
             assert isinstance(proc, SpatialFramePositionProcessor) == (name in spatial), name
         both = unet(sample, 10, encoder_hidden_states=cond).sample
-        assert unet.attn_processors[spatial[0]].frames["n"] == 4  # the UNet's pre-hook told it the frame count
+        assert unet.attn_processors[spatial[0]].frames == {"n": 4, "hw": (8, 8)}  # the UNet's pre-hook told it
         add_frame_positions(unet, "sinusoidal")
         assert frame_position_kind(unet) == "sinusoidal" and unet._t2v_frames_hook is None
         again = unet(sample, 10, encoder_hidden_states=cond).sample
@@ -65,22 +66,31 @@ def test_spatial_kind_positions_every_attention_and_switches_back():
     assert torch.equal(temporal_only, again)
 
 
-def test_spatial_positions_tell_frames_apart():
-    """Identical frames get different spatial-attention outputs by frame index, the same in every video."""
+def test_spatial_positions_tell_frames_and_places_apart():
+    """Identical frames of identical pixels get different spatial-attention outputs by frame index and
+    by position, the same in every video; codes sit in separate thirds of the channels."""
     from diffusers.models.attention_processor import Attention
 
+    pe = frame_grid_positions(3, 2, 4, 8)
+    assert pe.shape == (3, 8, 8)
+    assert torch.equal(pe[:, :, :4], sinusoidal_positions(3, 4)[:, None, :].expand(3, 8, 4))  # frames: 8 - 2 * (8 // 3) channels
+    assert torch.equal(pe[1, :, 4:6].reshape(2, 4, 2)[:, 0], sinusoidal_positions(2, 2))  # rows
+    assert torch.equal(pe[2, :, 6:8].reshape(2, 4, 2)[0], sinusoidal_positions(4, 2))  # columns
     torch.manual_seed(0)
     attn = Attention(8, heads=2, dim_head=4).eval()
-    frame = torch.randn(1, 5, 8)
-    x = frame.repeat(2 * 3, 1, 1)  # 2 videos x 3 frames, all frames equal
-    attn.set_processor(SpatialFramePositionProcessor({"n": 3}))
+    x = torch.randn(1, 1, 8).expand(2 * 3, 4 * 4, 8)  # 2 videos x 3 frames of a 4x4 latent, all tokens equal
+    attn.set_processor(SpatialFramePositionProcessor({"n": 3, "hw": (8, 8)}))  # a level-1 attention of an 8x8 latent
     with torch.no_grad():
         out = attn(x)
         attn.set_processor(SpatialFramePositionProcessor({}))  # frame count unknown: plain attention
         plain = attn(x)
     assert not torch.allclose(out[0], out[1], atol=1e-4) and not torch.allclose(out[1], out[2], atol=1e-4)
+    assert not torch.allclose(out[0, 0], out[0, 1], atol=1e-4) and not torch.allclose(out[0, 0], out[0, 4], atol=1e-4)
     assert torch.allclose(out[:3], out[3:])
-    assert torch.allclose(plain[0], plain[1])
+    assert torch.allclose(plain[0], plain[1]) and torch.allclose(plain[0, 0], plain[0, 5])
+    attn.set_processor(SpatialFramePositionProcessor({"n": 3, "hw": (8, 8)}))
+    with pytest.raises(RuntimeError, match="does not match"):
+        attn(torch.randn(6, 7, 8))
 
 
 def test_positions_make_temporal_attention_order_aware():

@@ -8,10 +8,12 @@ added to the input of every temporal self-attention, through an attention proces
 keep the diffusers layout, and the model's `t2v_model.json` says `"temporal_position":
 "sinusoidal"` so that t2v's loader switches it on (diffusers' own pipeline would not).
 
-`"sinusoidal+spatial"` also adds the frame index to the inputs of the spatial attention of each
-frame (self- and cross-attention): the spatial layers, which read the prompt, then know which frame
-they draw, so "moving right" can map to "on the left in early frames, on the right in late ones"
-directly, instead of through the temporal layers, which never see the prompt.
+`"sinusoidal+spatial"` also adds positions to the inputs of the spatial attention of each frame
+(self- and cross-attention): a third of the channels code the frame index, a third the column and a
+third the row. diffusers' spatial transformers have no positional encoding either, so the layers
+that read the prompt knew neither where nor in which frame they draw; with it, "moving right" can
+map to "on the left in early frames, on the right in late ones" directly, instead of through the
+temporal layers, which never see the prompt.
 """
 
 from __future__ import annotations
@@ -50,26 +52,45 @@ class FramePositionProcessor(AttnProcessor2_0):
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
 
+@functools.lru_cache(maxsize=32)
+def frame_grid_positions(num_frames: int, height: int, width: int, dim: int, device=None, dtype=None) -> torch.Tensor:
+    """[num_frames, height * width, dim]: sinusoidal codes of (frame, row, column), each in its own
+    third of the channels (frames get the remainder), so attention can read them apart."""
+    third = dim // 3
+    f = sinusoidal_positions(num_frames, dim - 2 * third, device, dtype)
+    y = sinusoidal_positions(height, third, device, dtype)
+    x = sinusoidal_positions(width, third, device, dtype)
+    grid = torch.cat([y[:, None, :].expand(height, width, third), x[None, :, :].expand(height, width, third)], -1)
+    return torch.cat([f[:, None, :].expand(-1, height * width, -1), grid.reshape(1, height * width, 2 * third).expand(num_frames, -1, -1)], -1)
+
+
 class SpatialFramePositionProcessor(AttnProcessor2_0):
-    """Spatial attention of each frame with its frame index added to the query input
-    (hidden_states: [B*F, H*W, C]); F comes from the UNet's input through a forward pre-hook."""
+    """Spatial attention of each frame with (frame, row, column) codes added to its query input
+    (hidden_states: [B*F, h*w, C]). F and the latent's H x W come from the UNet's input through a
+    forward pre-hook; h x w is H x W downsampled by the UNet level the attention sits at."""
 
     def __init__(self, frames: dict):
         super().__init__()
-        self.frames = frames  # shared with the UNet's pre-hook: {"n": num_frames of the current call}
+        self.frames = frames  # shared with the UNet's pre-hook: {"n": num_frames, "hw": (H, W)} of the current call
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
-        f = self.frames.get("n")
-        if f and hidden_states.ndim == 3 and hidden_states.shape[0] % f == 0:
-            pe = _cached_positions(f, hidden_states.shape[-1], hidden_states.device, hidden_states.dtype)
-            hidden_states = hidden_states + pe.repeat(hidden_states.shape[0] // f, 1)[:, None, :]
+        f, hw = self.frames.get("n"), self.frames.get("hw")
+        if f and hw and hidden_states.ndim == 3 and hidden_states.shape[0] % f == 0:
+            n, c = hidden_states.shape[1:]
+            level = round(math.log(hw[0] * hw[1] / n, 4))
+            h, w = math.ceil(hw[0] / 2**level), math.ceil(hw[1] / 2**level)
+            if h * w != n:
+                raise RuntimeError(f"spatial attention over {n} positions does not match a {hw[0]}x{hw[1]} latent at any level")
+            pe = frame_grid_positions(f, h, w, c, hidden_states.device, hidden_states.dtype)
+            hidden_states = hidden_states + pe.repeat(hidden_states.shape[0] // f, 1, 1)
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
 
 def _record_frames(frames: dict):
     def hook(module, args, kwargs):
         sample = args[0] if args else kwargs.get("sample")
-        frames["n"] = int(sample.shape[2]) if sample is not None and sample.ndim == 5 else None
+        ok = sample is not None and sample.ndim == 5
+        frames["n"], frames["hw"] = (int(sample.shape[2]), tuple(sample.shape[3:])) if ok else (None, None)
 
     return hook
 
