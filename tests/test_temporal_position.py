@@ -88,7 +88,16 @@ def test_spatial_positions_tell_frames_and_places_apart():
     assert not torch.allclose(out[0, 0], out[0, 1], atol=1e-4) and not torch.allclose(out[0, 0], out[0, 4], atol=1e-4)
     assert torch.allclose(out[:3], out[3:])
     assert torch.allclose(plain[0], plain[1]) and torch.allclose(plain[0, 0], plain[0, 5])
+    # self-attention writes each token's code into the residual stream; cross-attention does not
+    with torch.no_grad():
+        attn.to_out[0].weight.zero_(), attn.to_out[0].bias.zero_()
     attn.set_processor(SpatialFramePositionProcessor({"n": 3, "hw": (8, 8)}))
+    with torch.no_grad():
+        assert torch.allclose(attn(x), frame_grid_positions(3, 4, 4, 8).repeat(2, 1, 1))
+        cross = Attention(8, cross_attention_dim=6, heads=2, dim_head=4)
+        cross.to_out[0].weight.zero_(), cross.to_out[0].bias.zero_()
+        cross.set_processor(SpatialFramePositionProcessor({"n": 3, "hw": (8, 8)}))
+        assert torch.equal(cross(x, encoder_hidden_states=torch.randn(6, 5, 6)), torch.zeros(6, 16, 8))
     with pytest.raises(RuntimeError, match="does not match"):
         attn(torch.randn(6, 7, 8))
 

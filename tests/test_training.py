@@ -63,6 +63,16 @@ def test_shipped_configs_load():
     assert spatial.temporal_position == "sinusoidal+spatial" and spatial.init_from.startswith(motion.output_dir + "/model/")
 
 
+def test_timestep_sampling_power():
+    from t2v.training.train import sample_timesteps
+
+    torch.manual_seed(0)
+    uniform, ramp = sample_timesteps(20000, 1000), sample_timesteps(20000, 1000, power=1.0)
+    assert uniform.min() >= 0 and max(uniform.max(), ramp.max()) <= 999 and uniform.dtype == torch.long
+    assert abs(uniform.float().mean() - 500) < 10 and abs(ramp.float().mean() - 667) < 10  # E[t] = T (1+p) / (2+p)
+    assert (ramp >= 500).float().mean() > 0.73  # 3/4 of the steps in the noisier half
+
+
 def test_unet_stage_needs_a_vae(tmp_path):
     with pytest.raises(ValueError, match="vae_path must be a trained VAE directory"):
         train(load_config(unet_config(tmp_path)))

@@ -66,7 +66,7 @@ def frame_grid_positions(num_frames: int, height: int, width: int, dim: int, dev
 
 class SpatialFramePositionProcessor(AttnProcessor2_0):
     """Spatial attention of each frame with (frame, row, column) codes added to its query input
-    (hidden_states: [B*F, h*w, C]). F and the latent's H x W come from the UNet's input through a
+    (hidden_states: [B*F, h*w, C]) and, for self-attention, to its output. F and the latent's H x W come from the UNet's input through a
     forward pre-hook; h x w is H x W downsampled by the UNet level the attention sits at."""
 
     def __init__(self, frames: dict):
@@ -81,8 +81,12 @@ class SpatialFramePositionProcessor(AttnProcessor2_0):
             h, w = math.ceil(hw[0] / 2**level), math.ceil(hw[1] / 2**level)
             if h * w != n:
                 raise RuntimeError(f"spatial attention over {n} positions does not match a {hw[0]}x{hw[1]} latent at any level")
-            pe = frame_grid_positions(f, h, w, c, hidden_states.device, hidden_states.dtype)
-            hidden_states = hidden_states + pe.repeat(hidden_states.shape[0] // f, 1, 1)
+            pe = frame_grid_positions(f, h, w, c, hidden_states.device, hidden_states.dtype).repeat(hidden_states.shape[0] // f, 1, 1)
+            out = super().__call__(attn, hidden_states + pe, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+            # self-attention also writes each token's own code into the block's residual stream (an attention
+            # output only carries an attention-weighted blur of them), so the cross-attention and the
+            # feed-forward after it can combine "which frame, where" with the prompt
+            return out + pe if encoder_hidden_states is None and out.shape == pe.shape else out
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
 

@@ -290,6 +290,12 @@ def load_text_encoder(name: str):
     return load_minilm()
 
 
+def sample_timesteps(n: int, num_train_timesteps: int, power: float = 0.0, device=None) -> torch.Tensor:
+    """n training timesteps in [0, num_train_timesteps) with density ~ t^power (0: uniform)."""
+    u = torch.rand(n, device=device) ** (1 / (1 + power))
+    return (u * num_train_timesteps).long().clamp(max=num_train_timesteps - 1)
+
+
 def train_unet(config: TrainConfig) -> Path:
     if not config.vae_path or not Path(config.vae_path).is_dir():
         raise ValueError(f"vae_path must be a trained VAE directory (stage 'vae' writes OUTPUT_DIR/vae), got {config.vae_path!r}")
@@ -336,7 +342,7 @@ def train_unet(config: TrainConfig) -> Path:
         noise = torch.randn_like(latents)
         if config.noise_offset:
             noise += config.noise_offset * torch.randn(b, latents.shape[1], 1, 1, 1, device=latents.device)
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), device=latents.device)
+        t = sample_timesteps(b, noise_scheduler.config.num_train_timesteps, config.timestep_power, latents.device)
         noisy = noise_scheduler.add_noise(latents, noise, t)
         pred = model(noisy, t, encoder_hidden_states=cond).sample
         target = noise if config.prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, t)
