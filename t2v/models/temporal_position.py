@@ -9,8 +9,8 @@ keep the diffusers layout, and the model's `t2v_model.json` says `"temporal_posi
 "sinusoidal"` so that t2v's loader switches it on (diffusers' own pipeline would not).
 
 `"sinusoidal+spatial"` also adds positions to the inputs of the spatial attention of each frame
-(self- and cross-attention): a third of the channels code the frame index, a third the column and a
-third the row. diffusers' spatial transformers have no positional encoding either, so the layers
+(self- and cross-attention) and to the self-attention's output: a third of the channels code the
+frame index, a third the row and a third the column. diffusers' spatial transformers have no positional encoding either, so the layers
 that read the prompt knew neither where nor in which frame they draw; with it, "moving right" can
 map to "on the left in early frames, on the right in late ones" directly, instead of through the
 temporal layers, which never see the prompt.
@@ -66,8 +66,9 @@ def frame_grid_positions(num_frames: int, height: int, width: int, dim: int, dev
 
 class SpatialFramePositionProcessor(AttnProcessor2_0):
     """Spatial attention of each frame with (frame, row, column) codes added to its query input
-    (hidden_states: [B*F, h*w, C]) and, for self-attention, to its output. F and the latent's H x W come from the UNet's input through a
-    forward pre-hook; h x w is H x W downsampled by the UNet level the attention sits at."""
+    (hidden_states: [B*F, h*w, C]) and, for self-attention, to its output. F and the latent's
+    H x W come from the UNet's input through a forward pre-hook; h x w is H x W downsampled by the
+    UNet level the attention sits at."""
 
     def __init__(self, frames: dict):
         super().__init__()

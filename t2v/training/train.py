@@ -292,6 +292,8 @@ def load_text_encoder(name: str):
 
 def sample_timesteps(n: int, num_train_timesteps: int, power: float = 0.0, device=None) -> torch.Tensor:
     """n training timesteps in [0, num_train_timesteps) with density ~ t^power (0: uniform)."""
+    if not power:  # the draw earlier runs made, so their recorded commands still reproduce them
+        return torch.randint(0, num_train_timesteps, (n,), device=device)
     u = torch.rand(n, device=device) ** (1 / (1 + power))
     return (u * num_train_timesteps).long().clamp(max=num_train_timesteps - 1)
 
