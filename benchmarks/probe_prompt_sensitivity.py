@@ -73,7 +73,7 @@ def main() -> None:
             captured[name] = {}
             for proj in ("to_q", "to_k"):
                 hooks.append(getattr(module, proj).register_forward_hook(
-                    lambda m, i, o, store=captured[name], proj=proj: store.__setitem__(proj, o), always_call=False))
+                    lambda m, i, o, store=captured[name], proj=proj: store.__setitem__(proj, o)))
     _, tokens = embed(BASE)
     words = tok.convert_ids_to_tokens(tokens.input_ids[0])
     real = int(tokens.attention_mask[0].sum())

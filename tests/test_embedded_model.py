@@ -55,10 +55,11 @@ def test_videos_follow_their_prompts(default_pipe):
     """Judged by image analysis over 6 prompts x 2 seeds; deterministic for the shipped weights.
 
     The shipped model is still weak at motion direction (see MODEL_CARD.md): measured 12/12
-    backgrounds, 10/12 colours, 8/12 shapes, 4/12 motions (growing, still and one left mover; the
-    stage-3 model got 12/12, 12/12 and 1/12); a UNet with random weights (same config, torch
-    seed 0) gets 4/12 backgrounds, 2/12 colours, 0/12 shapes, 0/12 motions. The thresholds sit between, one verdict below the measured
-    figures, so a broken model or pipeline fails.
+    backgrounds, 10/12 colours, 8/12 shapes, 4/12 motions (the still and the growing prompts, both
+    seeds; the stage-3 model got 12/12 colours, 12/12 shapes, 1/12 motions); a UNet with random
+    weights (same config, torch seed 0) gets 4/12 backgrounds, 2/12 colours, 0/12 shapes, 0/12
+    motions. The thresholds sit between, one verdict below the measured figures, so a broken
+    model or pipeline fails.
     """
     prompts = [canonical_caption(s) for s in SCENES]
     verdicts = []
