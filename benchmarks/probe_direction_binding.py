@@ -7,11 +7,14 @@ Fine-tunes a copy of the model (nothing is saved) on the smallest direction prob
 large red circle on black moving left or moving right, two prompts. Every --every steps it prints
 the training loss and how much the UNet's output at the noisiest timestep changes between the two
 prompts (same noise; at that step the noisy input says almost nothing, so the prompt must decide
-the direction). A model that binds direction to the prompt makes that change grow.
+the direction). A model that ignores the direction word keeps that change near 0. It measures
+dependence, not accuracy: at that step the best prediction is the average of all clips that fit the
+prompt, which differs little between the two directions; full generations (`t2v eval`) decide.
 
---schedule: the training noise schedule: "model" (ModelScope / Stable Diffusion scaled-linear, as
-the model was trained), "zero-snr" (rescaled to zero terminal SNR, Lin et al. 2023), or "shift"
-(log-SNR lowered by --shift * (t/T)^2, so that the noisy half of the schedule hides the clip).
+--schedule: the training noise schedule: "model" (the schedule the model was trained with, from its
+scheduler config), "zero-snr" (rescaled to zero terminal SNR, Lin et al. 2023), or "shift"
+(ModelScope's scaled-linear schedule with its log-SNR lowered by --shift * (t/T)^2, as training's
+`noise_shift`, so that the noisy steps hide the clip).
 Also prints d' = |latent(left) - latent(right)| * sqrt(alpha_bar_t): how well an ideal observer
 could tell the two directions apart from the noisy input alone at a few timesteps.
 """
@@ -29,14 +32,6 @@ PROMPTS = {
     "left": "a large red circle moving left on a black background",
     "right": "a large red circle moving right on a black background",
 }
-
-
-def shifted_betas(base_alphas_cumprod: torch.Tensor, shift: float) -> torch.Tensor:
-    """Betas whose log-SNR is the base schedule's minus shift * (t/T)^2."""
-    ac = base_alphas_cumprod.double()
-    t = torch.linspace(0, 1, len(ac), dtype=torch.float64)
-    ac2 = torch.sigmoid(torch.log(ac / (1 - ac)) - shift * t**2)
-    return (1 - ac2 / torch.cat([torch.ones(1, dtype=torch.float64), ac2[:-1]])).float()
 
 
 def main() -> None:
@@ -57,19 +52,18 @@ def main() -> None:
 
     from t2v.models.loading import load_pipeline
     from t2v.models.temporal_position import add_frame_positions, frame_position_kind
-    from t2v.training.train import NOISE_SCHEDULE, encode, sample_timesteps
+    from t2v.training.train import encode, noise_schedule, sample_timesteps
     from t2v.world.shapes import ObjectSpec, SceneSpec, render
 
     pipe = load_pipeline(args.model, device="cpu")
     unet, vae, tok, te = pipe.unet, pipe.vae, pipe.tokenizer, pipe.text_encoder
     if args.positions != "model":
         add_frame_positions(unet, None if args.positions == "none" else args.positions)
-    schedule = dict(NOISE_SCHEDULE, prediction_type="v_prediction")
-    if args.schedule == "zero-snr":
-        schedule["rescale_betas_zero_snr"] = True
-    elif args.schedule == "shift":
-        schedule["trained_betas"] = shifted_betas(DDPMScheduler(**NOISE_SCHEDULE).alphas_cumprod, args.shift).tolist()
-    noise_scheduler = DDPMScheduler(**schedule)
+    if args.schedule == "shift":
+        noise_scheduler = DDPMScheduler(**noise_schedule(args.shift), prediction_type="v_prediction")
+    else:  # the model's own schedule, optionally rescaled to zero terminal SNR
+        noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config, prediction_type="v_prediction",
+                                                    rescale_betas_zero_snr=args.schedule == "zero-snr")
 
     @torch.no_grad()
     def embed(prompt: str) -> torch.Tensor:

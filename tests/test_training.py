@@ -61,6 +61,30 @@ def test_shipped_configs_load():
     assert motion.temporal_position == "sinusoidal" and motion.init_from.startswith("runs/shapes3/")
     spatial = load_config(root / "shapes-unet-spatial.yaml")  # stage 4 starts from stage 3's output
     assert spatial.temporal_position == "sinusoidal+spatial" and spatial.init_from.startswith(motion.output_dir + "/model/")
+    shift = load_config(root / "shapes-unet-shift.yaml")  # stage 5 starts from the shipped stage 4
+    assert shift.noise_shift == 7.0 and shift.init_from.startswith("t2v/models/default/unet/")
+
+
+def test_noise_schedule_shift():
+    """The shifted schedule lowers log-SNR by shift (t/T)^2 and every named scheduler reproduces it."""
+    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
+
+    from t2v.pipelines.schedulers import make_scheduler, scheduler_names
+    from t2v.training.train import noise_schedule
+
+    def log_snr(ac):
+        return torch.log(ac / (1 - ac)).double()
+
+    base = DDPMScheduler(**noise_schedule()).alphas_cumprod
+    shifted = DDPMScheduler(**noise_schedule(7.0)).alphas_cumprod
+    diff = log_snr(shifted) - log_snr(base)
+    assert torch.allclose(diff[[0, 499, 999]], torch.tensor([0.0, -7 * (499 / 999) ** 2, -7.0], dtype=torch.float64), atol=1e-3)
+    assert (shifted[1:] < shifted[:-1]).all()
+    dpm = DPMSolverMultistepScheduler(**noise_schedule(7.0))  # as shipped with a model; swapped by name
+    for name in scheduler_names():
+        assert torch.allclose(make_scheduler(name, dpm.config).alphas_cumprod, shifted), name
+    with pytest.raises(ValueError, match="noise_shift must be >= 0"):
+        noise_schedule(-1.0)
 
 
 def test_timestep_sampling_power():
@@ -106,15 +130,23 @@ def test_two_stages_checkpoint_resume_and_export(tmp_path, vae_type):
 
     # stage 2: the UNet on the VAE's latents; the export is a pipeline that generates. A text-embedding
     # cache of 1 caption is cleared every step (a full cache once crashed a run with a KeyError).
-    # The kl run also gives its temporal attention frame positions, which the export must carry.
+    # The kl run also gives its temporal attention frame positions, which the export must carry; the
+    # tiny run trains on a shifted noise schedule, which the exported scheduler must carry.
     positions = "sinusoidal" if vae_type == "kl" else None
-    train(load_config(unet_config(tmp_path, sample_every=3, text_cache_size=1, temporal_position=positions)))
+    shift = 0.0 if vae_type == "kl" else 3.0
+    train(load_config(unet_config(tmp_path, sample_every=3, text_cache_size=1, temporal_position=positions, noise_shift=shift)))
     model = tmp_path / "run" / "model"
     assert (model / "model_index.json").is_file() and not (model / "text_encoder").exists()
     assert (tmp_path / "run" / "samples" / "step000003.gif").is_file()
     pipe = load_pipeline(model, device="cpu")
     assert has_frame_positions(pipe.unet) == (positions is not None)
     assert json.loads((model / "t2v_model.json").read_text()).get("temporal_position") == positions
+    from diffusers import DDPMScheduler
+
+    from t2v.training.train import noise_schedule
+
+    assert torch.allclose(pipe.scheduler.alphas_cumprod, DDPMScheduler(**noise_schedule(shift)).alphas_cumprod)
+    assert (pipe.scheduler.config.trained_betas is None) == (shift == 0)
     pipe.set_progress_bar_config(disable=True)
     frames = pipe("a red circle moving right", num_frames=4, num_inference_steps=2, seed=0).frames
     assert frames.shape == (1, 4, 32, 32, 3) and np.isfinite(frames).all()

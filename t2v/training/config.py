@@ -68,6 +68,7 @@ class TrainConfig:
     temporal_position: str | None = None  # "sinusoidal": frame index added to temporal attention; "sinusoidal+spatial": to spatial attention too (t2v.models.temporal_position)
     snr_gamma: float = 5.0  # min-SNR loss weighting; 0 turns it off
     noise_offset: float = 0.0
+    noise_shift: float = 0.0  # log-SNR of the scaled-linear schedule lowered by noise_shift * (t/T)^2 (0: the ModelScope schedule); see noise_schedule()
     timestep_power: float = 0.0  # training timesteps drawn with density ~ t^power: 0 uniform, 1 more high-noise steps (where layout and motion are decided)
     text_cache_size: int = 20_000  # caption embeddings kept in memory (the frozen encoder sees a caption once)
 

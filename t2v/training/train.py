@@ -42,6 +42,26 @@ from .data import collate, make_dataset
 NOISE_SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
 
 
+def noise_schedule(shift: float = 0.0) -> dict:
+    """Scheduler arguments: ModelScope's scaled-linear schedule, or with shift > 0 its log-SNR lowered by
+    shift * (t/T)^2, given as `trained_betas` (so any diffusers scheduler's `from_config` reproduces it).
+
+    A 16-frame clip has many more latent values than an image: at t=999 of the plain schedule the noisy
+    input still shows where the objects are and which way they move, so the model learns to read the
+    layout from the noise and the prompt cannot steer it. The shift hides the clip in the noisy steps
+    (the clean end of the schedule is kept: the shift is 0 at t=0).
+    """
+    if not shift:
+        return dict(NOISE_SCHEDULE)
+    if shift < 0:
+        raise ValueError(f"noise_shift must be >= 0, got {shift}")
+    base = DDPMScheduler(**NOISE_SCHEDULE).alphas_cumprod.double()
+    t = torch.linspace(0, 1, len(base), dtype=torch.float64)
+    ac = torch.sigmoid(torch.log(base / (1 - base)) - shift * t**2)
+    betas = 1 - ac / torch.cat([torch.ones(1, dtype=torch.float64), ac[:-1]])
+    return dict(num_train_timesteps=len(base), trained_betas=betas.tolist())
+
+
 def mixed_precision(name: str) -> str:
     if name == "auto":
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -317,7 +337,7 @@ def train_unet(config: TrainConfig) -> Path:
         unet.load_state_dict(load_file(config.init_from))
     if config.temporal_position:
         add_frame_positions(unet, config.temporal_position)
-    noise_scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type=config.prediction_type)
+    noise_scheduler = DDPMScheduler(**noise_schedule(config.noise_shift), prediction_type=config.prediction_type)
     cache: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
@@ -358,7 +378,7 @@ def train_unet(config: TrainConfig) -> Path:
     def pipeline_for(model):
         from t2v.pipelines.text_to_video import TextToVideoPipeline
 
-        scheduler = DPMSolverMultistepScheduler(**NOISE_SCHEDULE, algorithm_type="dpmsolver++", prediction_type=config.prediction_type)
+        scheduler = DPMSolverMultistepScheduler(**noise_schedule(config.noise_shift), algorithm_type="dpmsolver++", prediction_type=config.prediction_type)
         pipe = TextToVideoPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=model, scheduler=scheduler)
         pipe.set_progress_bar_config(disable=True)
         return pipe
