@@ -68,6 +68,8 @@ def test_storyboard_and_long_evaluation_run(pipe):
     sb = evaluate_storyboards(pipe, n=1, scene_frames=4, transition_frames=2, progress=False, num_inference_steps=1)
     assert sb["summary"]["scenes"] == 4 and len(sb["results"][0]["scenes"]) == 4
     assert sb["summary"]["max_jump_ratio_max"] >= 0
+    row = sb["results"][0]  # inside scenes: a subset of the frame pairs, over the same median
+    assert 0 <= row["max_jump_ratio_inside_scenes"] <= row["max_jump_ratio"] + 1e-6
     lg = evaluate_long(pipe, eval_prompts(1)[:1], num_frames=8, progress=False, num_inference_steps=1)
     assert lg["summary"]["videos"] == 1 and lg["summary"]["num_frames"] == 8
 

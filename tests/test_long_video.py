@@ -78,6 +78,38 @@ def test_storyboard_prompts_reach_their_scenes(long):
     assert diff[-4:].mean() > 5 * diff[:2].mean() + 1e-6  # the second scene changed much more than the first
 
 
+def test_each_scene_is_denoised_with_its_own_prompt(long):
+    """A window across a cut is denoised once per scene with that scene's text alone (never the
+    window's mean of embeddings), plus the negative text for the unconditional half."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    texts = []
+
+    class Spy(AttnProcessor2_0):
+        def __call__(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
+            if encoder_hidden_states is not None:
+                texts.append(encoder_hidden_states.clone())
+            return super().__call__(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
+
+    long.unet.set_attn_processor(Spy())
+    scenes = [Scene("a red circle", 4), Scene("a blue square", 4)]
+    embeds, negative = long.encode_prompt([s.prompt for s in scenes], "cpu", 1, True, None)
+    long(scenes=scenes, transition_frames=0, window_overlap=2, **FAST, seed=0)
+    assert texts
+    candidates = torch.stack([negative[0], embeds[0], embeds[1]])  # [3, tokens, dim]
+    straddling = False
+    for t in texts:
+        dist = (t[:, None] - candidates[None]).abs().amax(dim=(2, 3))  # [rows, 3]
+        assert (dist.min(1).values < 1e-5).all()  # every row is one scene's text (or the negative)
+        which = dist.argmin(1)
+        straddling |= bool((which == 1).any() and (which == 2).any())
+    assert straddling  # some batch held passes of both scenes
+    texts.clear()
+    long(scenes=scenes, transition_frames=0, window_overlap=2, scene_blend="embedding", **FAST, seed=0)
+    mean = (embeds[0] + embeds[1]) / 2  # the older way: a window across the cut reads the mean
+    assert any(((t - mean).abs().amax(dim=(1, 2)) < 1e-5).any() for t in texts)
+
+
 def test_callback_and_progress_cover_every_window(long, capsys):
     steps = []
     long("x", num_frames=10, **FAST, seed=0, window_overlap=2, callback_on_step_end=lambda i, n, lat: steps.append((i, n, lat.shape[2])))
@@ -95,6 +127,7 @@ def test_callback_and_progress_cover_every_window(long, capsys):
     (dict(prompt="x", num_frames=8, window_overlap=4), "window_overlap must be an integer in \\[0, window_size - 1\\] = \\[0, 3\\], got 4"),
     (dict(prompt="x", num_frames=0), "num_frames must be an integer in"),
     (dict(prompt="x", num_frames=8, height=31), "height must be a positive multiple"),
+    (dict(prompt="x", scene_blend="mean"), "scene_blend must be one of \\('prediction', 'embedding'\\), got 'mean'"),
 ])
 def test_bad_long_inputs(long, kwargs, message):
     with pytest.raises(ValueError, match=message):

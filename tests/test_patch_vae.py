@@ -27,6 +27,27 @@ def test_fit_reconstructs_and_whitens():
     assert 2 ** (len(vae.config.block_out_channels) - 1) == 8  # the factor diffusers pipelines compute
 
 
+def test_untrained_refiner_changes_nothing_and_is_saved(tmp_path):
+    import pytest
+
+    vae = PatchAutoencoder(patch_size=8, latent_channels=32)
+    vae.fit(frames())
+    refined = PatchAutoencoder(patch_size=8, latent_channels=32, refiner_channels=16)
+    refined.load_state_dict(vae.state_dict(), strict=False)
+    z = torch.randn(3, 32, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(refined.decode(z).sample, vae.decode(z).sample)  # zero last layer: the identity
+        torch.nn.init.normal_(refined.refiner[-1].weight, std=0.1)
+        assert not torch.allclose(refined.decode(z).sample, vae.decode(z).sample)  # and it is applied
+    refined.save_pretrained(tmp_path / "v", safe_serialization=True)
+    loaded = PatchAutoencoder.from_pretrained(tmp_path / "v", use_safetensors=True)
+    assert loaded.config.refiner_channels == 16
+    with torch.no_grad():
+        assert torch.equal(loaded.decode(z).sample, refined.decode(z).sample)
+    with pytest.raises(ValueError, match="refiner_layers must be >= 2"):
+        PatchAutoencoder(refiner_channels=8, refiner_layers=1)
+
+
 def test_unfitted_is_not_an_identity():
     vae = PatchAutoencoder(patch_size=8, latent_channels=32)
     test = frames(seed=1)

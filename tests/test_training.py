@@ -44,7 +44,7 @@ def test_config_errors(tmp_path):
         load_config(write_config(tmp_path / "a.yaml", stepz=3))
     with pytest.raises(ValueError, match="unknown DataConfig keys: colour"):
         load_config(write_config(tmp_path / "b.yaml", data={"colour": "red"}))
-    with pytest.raises(ValueError, match="stage must be 'vae' or 'unet', got 'gan'"):
+    with pytest.raises(ValueError, match="stage must be one of 'vae', 'unet', 'decoder', got 'gan'"):
         load_config(write_config(tmp_path / "c.yaml", stage="gan"))
     with pytest.raises(ValueError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
@@ -63,6 +63,8 @@ def test_shipped_configs_load():
     assert spatial.temporal_position == "sinusoidal+spatial" and spatial.init_from.startswith(motion.output_dir + "/model/")
     shift = load_config(root / "shapes-unet-shift.yaml")  # stage 5 starts from the shipped stage 4
     assert shift.noise_shift == 7.0 and shift.init_from.startswith("t2v/models/default/unet/")
+    decoder = load_config(root / "shapes-decoder.yaml")  # the shipped VAE's refiner
+    assert decoder.stage == "decoder" and decoder.vae_path == "t2v/models/default/vae" and decoder.refiner_layers == 5
 
 
 def test_noise_schedule_shift():
@@ -173,6 +175,35 @@ def test_vae_loss_goes_down(tmp_path):
     train(load_config(cfg, {"steps": 120, "lr": 3e-3, "warmup_steps": 10, "output_dir": str(tmp_path / "run2")}))
     trained = recon_loss(tmp_path / "run2" / "vae")
     assert trained < 0.5 * untrained, (untrained, trained)
+
+
+def test_decoder_stage_learns_to_clean_noisy_latents(tmp_path):
+    """Stage 'decoder' trains a refiner for a PatchAutoencoder: decoding noisy latents of unseen frames
+    must get closer to the frames than the linear decoder gets, while clean latents still decode as before."""
+    from t2v.models.patch_vae import PatchAutoencoder
+    from t2v.training.train import load_first_stage
+    from t2v.world import ShapesWorldDataset
+
+    data = {**TINY_DATA, "height": 64, "width": 64}
+    train(load_config(vae_config(tmp_path, vae_type="patch", vae={"patch_size": 8, "latent_channels": 32}, pca_frames=256,
+                                 pca_min_std=0.5, data=data)))
+    with pytest.raises(ValueError, match="vae_path must be a PatchAutoencoder directory"):
+        train(load_config(vae_config(tmp_path, stage="decoder", vae_path=str(Path(__file__).parent / "missing"))))
+    cfg = vae_config(tmp_path, stage="decoder", vae_path=str(tmp_path / "run" / "vae"), output_dir=str(tmp_path / "dec"),
+                     steps=150, batch_size=4, vae_frames_per_clip=4, lr=2e-3, warmup_steps=10, ema_decay=0.99,
+                     refiner_channels=32, refiner_noise=0.5, data=data)
+    train(load_config(cfg))
+    linear, refined = load_first_stage(tmp_path / "run" / "vae"), load_first_stage(tmp_path / "dec" / "vae")
+    assert isinstance(refined, PatchAutoencoder) and refined.refiner is not None and linear.refiner is None
+    assert torch.equal(refined.decoder.weight, linear.decoder.weight)  # the linear part stays frozen
+    ds = ShapesWorldDataset(length=16, seed=99, num_frames=1, height=64, width=64)
+    frames = torch.cat([ds[i]["video"] for i in range(16)])
+    with torch.no_grad():
+        z = linear.encode(frames).latents
+        noisy = z + 0.3 * torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
+        err = lambda vae, latents: (vae.decode(latents).sample - frames).abs().mean().item()  # noqa: E731
+        assert err(refined, noisy) < 0.8 * err(linear, noisy), (err(refined, noisy), err(linear, noisy))
+        assert err(refined, z) < err(linear, z) + 0.02
 
 
 @pytest.mark.slow

@@ -112,7 +112,8 @@ def _markdown(report: dict) -> str:
     if "storyboards" in report:
         b = report["storyboards"]["summary"]
         text += f"\nStoryboards: {b['scenes']} scenes of 4-scene storyboards, all-correct per scene {100 * b['scene_all_correct']:.0f}%; " \
-                f"max jump ratio median {b['max_jump_ratio_median']:.2f}, worst {b['max_jump_ratio_max']:.2f} (target <= 3)\n"
+                f"max jump ratio median {b['max_jump_ratio_median']:.2f}, worst {b['max_jump_ratio_max']:.2f} (target <= 3); " \
+                f"inside scenes (transitions left out) median {b['max_jump_ratio_inside_scenes_median']:.2f}, worst {b['max_jump_ratio_inside_scenes_max']:.2f}\n"
     if "long" in report:
         g = report["long"]["summary"]
         text += f"\nLong single-prompt videos: {g['videos']} x {g['num_frames']} frames; max jump ratio median " \
@@ -132,8 +133,10 @@ def storyboard_scenes(n: int = 8, scenes_per_board: int = 4, seed: int = 4321) -
 def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_frames: int = 8, seed: int = 0,
                          progress: bool = True, **gen_kwargs) -> dict:
     """Judge each scene of `n` 4-scene storyboards on its own frames (the blended frames at the cuts
-    left out), and measure jumps: max_jump_ratio of the whole video (largest frame change / median)."""
-    from t2v.eval.analyse import max_jump_ratio
+    left out), and measure jumps: max_jump_ratio of the whole video (largest frame change / median),
+    and the same ratio over the frame pairs inside scenes (both frames outside the transitions): a
+    cut between different backgrounds is a large change by design, a jump inside a scene is not."""
+    from t2v.eval.analyse import JUMP_EPS, max_jump_ratio
     from t2v.pipelines.long_video import LongVideoPipeline, Scene
 
     long = LongVideoPipeline(**pipe.components)
@@ -148,12 +151,18 @@ def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_fr
         for i, spec in enumerate(board):
             lo, hi = i * scene_frames + (half if i > 0 else 0), (i + 1) * scene_frames - (half if i < len(board) - 1 else 0)
             verdicts.append({"prompt": scenes[i].prompt, **judge(spec, video[lo:hi])})
-        rows.append({"board": k, "scenes": verdicts, "max_jump_ratio": max_jump_ratio(video)})
+        change = np.abs(np.diff(video.astype(np.float32), axis=0)).mean((1, 2, 3))
+        cuts = [i * scene_frames for i in range(1, len(board))]
+        inside = [f for f in range(len(change)) if not any(c - half - 1 <= f < c + half for c in cuts)]
+        rows.append({"board": k, "scenes": verdicts, "max_jump_ratio": max_jump_ratio(video),
+                     "max_jump_ratio_inside_scenes": float(change[inside].max() / (np.median(change) + JUMP_EPS))})
     flat = [v for r in rows for v in r["scenes"]]
     return {"results": rows, "summary": {
         "scenes": len(flat), "scene_all_correct": float(np.mean([v["all_correct"] for v in flat])),
         "max_jump_ratio_median": float(np.median([r["max_jump_ratio"] for r in rows])),
         "max_jump_ratio_max": float(np.max([r["max_jump_ratio"] for r in rows])),
+        "max_jump_ratio_inside_scenes_median": float(np.median([r["max_jump_ratio_inside_scenes"] for r in rows])),
+        "max_jump_ratio_inside_scenes_max": float(np.max([r["max_jump_ratio_inside_scenes"] for r in rows])),
     }}
 
 

@@ -7,8 +7,13 @@ overlapping windows of that length, FreeNoise-style:
   - window fusion: at every denoising step the UNet predicts the noise of every window, and the
     predictions of overlapping windows are averaged with weights that fall off towards each window's
     edges, so neighbouring windows agree on the frames they share and there are no joins;
-  - one prompt per scene: each window is conditioned on a mix of its scenes' text embeddings (the
-    share of its frames in each scene, with prompts blended over `transition_frames` at each cut).
+  - one prompt per scene: a window that holds frames of several scenes is denoised once per scene,
+    each pass with that scene's prompt alone (the way the model was trained: one caption per clip),
+    and each frame takes its scenes' predictions weighted by how much it belongs to each
+    (`scene_mix`: linear over `transition_frames` frames at each cut), so a cut becomes a dissolve.
+    The older way (`scene_blend="embedding"`) conditions a window on the mean of its frames' text
+    embeddings: a blend of prompts the model never saw, which a prompt-following model draws as a
+    scene of its own, and whose background flips at once instead of dissolving.
 Memory does not grow with length (the UNet sees one batch of windows at a time, frames are
 decoded in chunks); time grows linearly with the number of windows.
 """
@@ -28,6 +33,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from .text_to_video import OUTPUT_TYPES, TextToVideoPipeline, TextToVideoPipelineOutput
 
 MAX_LONG_FRAMES = 4096
+SCENE_BLENDS = ("prediction", "embedding")
 
 
 @dataclass(frozen=True)
@@ -177,7 +183,7 @@ class LongVideoPipeline(TextToVideoPipeline):
     def native_frames(self) -> int:
         return int(getattr(self, "t2v_defaults", {}).get("num_frames", 16))
 
-    def check_long_inputs(self, prompt, scenes, num_frames, window_size, window_overlap, transition_frames, output_type):
+    def check_long_inputs(self, prompt, scenes, num_frames, window_size, window_overlap, transition_frames, output_type, scene_blend="prediction"):
         if (prompt is None) == (scenes is None):
             raise ValueError("pass either prompt (one scene) or scenes (a storyboard), not both or neither")
         if scenes is not None:
@@ -202,6 +208,8 @@ class LongVideoPipeline(TextToVideoPipeline):
             raise ValueError(f"transition_frames must be an integer >= 0, got {transition_frames!r}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if scene_blend not in SCENE_BLENDS:
+            raise ValueError(f"scene_blend must be one of {SCENE_BLENDS}, got {scene_blend!r}")
 
     @torch.no_grad()
     def __call__(
@@ -218,6 +226,7 @@ class LongVideoPipeline(TextToVideoPipeline):
         window_overlap: int | None = None,
         transition_frames: int = 8,
         windows_per_batch: int = 4,
+        scene_blend: str = "prediction",
         generator: torch.Generator | None = None,
         seed: int | None = None,
         output_type: str = "np",
@@ -227,7 +236,10 @@ class LongVideoPipeline(TextToVideoPipeline):
         """Generate `num_frames` frames for one prompt, or sum(frames) for a list of scenes.
 
         window_size defaults to the model's native length, window_overlap to half of it (every frame
-        is denoised by 2 windows; FreeNoise used 3/4). Returns the same output as TextToVideoPipeline.
+        is denoised by 2 windows; FreeNoise used 3/4). scene_blend="embedding" conditions each window on
+        the mean of its frames' text embeddings instead of mixing per-scene predictions (the earlier
+        behaviour, kept to compare; one pass per window). Returns the same
+        output as TextToVideoPipeline.
         """
         # 1. Inputs
         window_size = window_size or self.native_frames
@@ -237,7 +249,7 @@ class LongVideoPipeline(TextToVideoPipeline):
             num_frames = sum(getattr(s, "frames", 0) for s in scenes)
         elif num_frames is None:
             num_frames = 4 * window_size
-        self.check_long_inputs(prompt, scenes, num_frames, window_size, window_overlap, transition_frames, output_type)
+        self.check_long_inputs(prompt, scenes, num_frames, window_size, window_overlap, transition_frames, output_type, scene_blend)
         scenes = scenes or [Scene(prompt, num_frames)]
         height = self.default_size if height is None else height
         width = self.default_size if width is None else width
@@ -249,15 +261,18 @@ class LongVideoPipeline(TextToVideoPipeline):
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
 
-        # 2. Text: one embedding per scene, mixed per window by the share of its frames in each scene
+        # 2. Text: one embedding per scene; each frame's share of each scene (blends at the cuts)
         prompts = [s.prompt for s in scenes]
         embeds, negative = self.encode_prompt(prompts, device, 1, do_cfg, negative_prompt)
-        mix = torch.from_numpy(scene_mix(scenes, transition_frames)).to(device)
+        mix = torch.from_numpy(scene_mix(scenes, transition_frames)).to(device=device, dtype=embeds.dtype)
         stride = window - window_overlap if num_frames > window else window
         spans = windows(num_frames, window, stride)
-        window_mix = torch.stack([mix[a:b].mean(0) for a, b, _ in spans])  # [W, S]
-        cond = torch.einsum("ws,std->wtd", window_mix.to(embeds.dtype), embeds)
-        uncond = negative[:1].expand(len(spans), -1, -1) if do_cfg else None
+        if scene_blend == "embedding":  # one pass per window, on the mean of its frames' embeddings
+            texts = [torch.einsum("s,std->td", mix[a:b].mean(0), embeds) for a, b, _ in spans]
+            passes = [[(texts[k], torch.ones(b - a, 1, device=device, dtype=embeds.dtype))] for k, (a, b, _) in enumerate(spans)]
+        else:  # one pass per scene present in the window, each frame weighted by its share of that scene
+            passes = [[(embeds[i], mix[a:b, i : i + 1]) for i in torch.nonzero(mix[a:b].sum(0)).flatten().tolist()]
+                      for a, b, _ in spans]
         # windows of the same length run together, a few at a time
         groups = []
         for length in sorted({b - a for a, b, _ in spans}, reverse=True):
@@ -281,12 +296,17 @@ class LongVideoPipeline(TextToVideoPipeline):
                 total = torch.zeros(num_frames, device=device, dtype=latents.dtype)
                 for group in groups:
                     x = torch.cat([latents[:, :, spans[k][0] : spans[k][1]] for k in group])
-                    x = self.scheduler.scale_model_input(torch.cat([x, x]) if do_cfg else x, t)
-                    text = torch.cat([uncond[group], cond[group]]) if do_cfg else cond[group]
-                    pred = self.unet(x, t, encoder_hidden_states=text.to(self.unet.dtype), return_dict=False)[0]
+                    jobs = [(j, text, share) for j, k in enumerate(group) for text, share in passes[k]]
+                    x = self.scheduler.scale_model_input(x, t)
+                    x_in = x[[j for j, _, _ in jobs]]
+                    text = torch.stack([text for _, text, _ in jobs])
                     if do_cfg:
-                        pred_uncond, pred_text = pred.chunk(2)
-                        pred = pred_uncond + guidance_scale * (pred_text - pred_uncond)
+                        x_in, text = torch.cat([x, x_in]), torch.cat([negative[:1].expand(len(group), -1, -1), text])
+                    out = self.unet(x_in, t, encoder_hidden_states=text.to(self.unet.dtype), return_dict=False)[0]
+                    pred_text = torch.zeros_like(x)
+                    for row, (j, _, share) in enumerate(jobs, start=len(group) if do_cfg else 0):
+                        pred_text[j] += out[row] * share.view(1, -1, 1, 1)
+                    pred = out[: len(group)] + guidance_scale * (pred_text - out[: len(group)]) if do_cfg else pred_text
                     for j, k in enumerate(group):
                         a, b, off = spans[k]
                         w = weights[off : off + b - a]

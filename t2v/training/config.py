@@ -2,6 +2,7 @@
 
     t2v train configs/shapes-vae.yaml        # first stage: the VAE
     t2v train configs/shapes-unet.yaml       # second stage: the text-to-video UNet
+    t2v train configs/shapes-decoder.yaml    # optional: a refiner for a PatchAutoencoder's decoder
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+
+STAGES = ("vae", "unet", "decoder")
 
 
 @dataclass
@@ -28,7 +32,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    stage: str = "unet"  # "vae" or "unet"
+    stage: str = "unet"  # "vae", "unet" or "decoder" (a refiner for the PatchAutoencoder at vae_path)
     output_dir: str = "runs/shapes"
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0
@@ -55,6 +59,10 @@ class TrainConfig:
     vae_frames_per_clip: int = 6
     vae_sample_posterior: bool = False  # reconstruct from posterior samples (True) or means (False, learns faster)
     fg_weight: float = 0.0  # extra loss weight on pixels unlike the frame's corner (small objects, flat backgrounds)
+    # decoder stage: refine a PatchAutoencoder's decoding of imperfect latents (t2v.models.patch_vae)
+    refiner_channels: int = 64
+    refiner_layers: int = 3
+    refiner_noise: float = 0.6  # latents get noise of std ~ U(0, refiner_noise) per frame, plus a per-channel offset of 0.3 x that
     # UNet stage
     vae_path: str | None = None  # a trained VAE directory (diffusers layout) for the unet stage
     unet: dict = field(default_factory=lambda: dict(
@@ -96,8 +104,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
         raise ValueError(f"{path} must hold a mapping of settings, got {type(raw).__name__}")
     raw.update(overrides or {})
     config = _build(TrainConfig, raw)
-    if config.stage not in ("vae", "unet"):
-        raise ValueError(f"stage must be 'vae' or 'unet', got {config.stage!r}")
+    if config.stage not in STAGES:
+        raise ValueError(f"stage must be one of {', '.join(map(repr, STAGES))}, got {config.stage!r}")
     return config
 
 

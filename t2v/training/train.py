@@ -114,7 +114,7 @@ def run(config: TrainConfig, model: torch.nn.Module, loss_fn, export_fn, sample_
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{config.stage}-config.json").write_text(json.dumps(config_to_dict(config), indent=1))
 
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable(model)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     ema = EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=2 / 3) if config.ema_decay > 0 else None
 
@@ -157,7 +157,7 @@ def run(config: TrainConfig, model: torch.nn.Module, loss_fn, export_fn, sample_
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         if ema is not None:
-            ema.step(accelerator.unwrap_model(model).parameters())
+            ema.step(trainable(accelerator.unwrap_model(model)))
         step += 1
         seen += config.batch_size * accelerator.num_processes
         losses.append(accelerator.gather(loss.detach()[None]).mean().item())
@@ -191,6 +191,11 @@ def run(config: TrainConfig, model: torch.nn.Module, loss_fn, export_fn, sample_
     return out
 
 
+def trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters a stage trains (and keeps an EMA of); a stage may freeze the rest."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 class _ema_weights:
     """Swap the EMA weights into the model inside a `with` block."""
 
@@ -199,12 +204,12 @@ class _ema_weights:
 
     def __enter__(self):
         if self.ema is not None:
-            self.ema.store(self.model.parameters())
-            self.ema.copy_to(self.model.parameters())
+            self.ema.store(trainable(self.model))
+            self.ema.copy_to(trainable(self.model))
 
     def __exit__(self, *exc):
         if self.ema is not None:
-            self.ema.restore(self.model.parameters())
+            self.ema.restore(trainable(self.model))
 
 
 # ---------------------------------------------------------------- stage 1: the VAE
@@ -288,6 +293,42 @@ def train_vae(config: TrainConfig) -> Path:
     def export(model):
         path = Path(config.output_dir) / "vae"
         model.register_to_config(scaling_factor=latent_scale(model, config))  # unit-variance latents for the diffusion stage
+        model.save_pretrained(path, safe_serialization=True)
+        return path
+
+    return run(config, vae, loss_fn, export)
+
+
+# ---------------------------------------------------------------- optional: the decoder's refiner
+def train_decoder(config: TrainConfig) -> Path:
+    """Train a refiner for the PatchAutoencoder at vae_path (encoder and linear decoder frozen): noisy
+    latents of real frames -> the real frames. Writes OUTPUT_DIR/vae, a drop-in for the model's vae/."""
+    if not config.vae_path or not Path(config.vae_path).is_dir():
+        raise ValueError(f"vae_path must be a PatchAutoencoder directory for stage 'decoder', got {config.vae_path!r}")
+    base = load_first_stage(config.vae_path)
+    if not isinstance(base, PatchAutoencoder):
+        raise ValueError(f"stage 'decoder' refines a PatchAutoencoder; {config.vae_path} holds a {type(base).__name__}")
+    if config.refiner_channels < 1 or config.refiner_noise < 0:
+        raise ValueError(f"refiner_channels must be >= 1 and refiner_noise >= 0, got {config.refiner_channels}, {config.refiner_noise}")
+    keep = {k: v for k, v in base.config.items() if not k.startswith("_") and k not in ("block_out_channels", "refiner_channels", "refiner_layers")}
+    vae = PatchAutoencoder(**keep, refiner_channels=config.refiner_channels, refiner_layers=config.refiner_layers)
+    vae.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("refiner.")}, strict=False)
+    vae.encoder.requires_grad_(False)
+    vae.decoder.requires_grad_(False)
+
+    def loss_fn(model, batch):
+        video = batch["video"]  # [B, F, 3, H, W]: a few random frames of each clip
+        pick = torch.randint(0, video.shape[1], (video.shape[0], min(config.vae_frames_per_clip, video.shape[1])))
+        frames = torch.stack([v[i] for v, i in zip(video, pick)]).flatten(0, 1)
+        with torch.no_grad():
+            z = model.encode(frames).latents
+            sigma = torch.rand(len(z), 1, 1, 1, device=z.device) * config.refiner_noise
+            z = z + sigma * (torch.randn_like(z) + 0.3 * torch.randn(*z.shape[:2], 1, 1, device=z.device))
+        err = model.decode(z).sample - frames
+        return (err.abs() + err**2).mean()
+
+    def export(model):
+        path = Path(config.output_dir) / "vae"
         model.save_pretrained(path, safe_serialization=True)
         return path
 
@@ -421,7 +462,7 @@ def parse_overrides(args: list[str]) -> dict:
 
 def train(config: TrainConfig) -> Path:
     set_seed(config.seed)
-    return train_vae(config) if config.stage == "vae" else train_unet(config)
+    return {"vae": train_vae, "unet": train_unet, "decoder": train_decoder}[config.stage](config)
 
 
 if __name__ == "__main__":  # accelerate launch -m t2v.training.train CONFIG [key=value ...]
