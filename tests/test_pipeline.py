@@ -38,6 +38,15 @@ def test_same_seed_same_video_other_seed_different(pipe):
     np.testing.assert_array_equal(pipe("a red circle", **FAST, generator=g).frames, a)
 
 
+def test_guidance_defaults_to_the_models_recommendation(pipe):
+    nine = pipe("a red circle", **FAST, seed=0, guidance_scale=9.0).frames
+    np.testing.assert_array_equal(pipe("a red circle", **FAST, seed=0).frames, nine)  # no recommendation: 9
+    pipe.t2v_defaults = {"guidance_scale": 2.0}
+    two = pipe("a red circle", **FAST, seed=0, guidance_scale=2.0).frames
+    np.testing.assert_array_equal(pipe("a red circle", **FAST, seed=0).frames, two)
+    assert np.abs(two - nine).mean() > 1e-4
+
+
 def test_guidance_changes_output(pipe):
     off = pipe("a red circle", **FAST, seed=0, guidance_scale=1.0).frames
     on = pipe("a red circle", **FAST, seed=0, guidance_scale=9.0).frames

@@ -221,7 +221,7 @@ class LongVideoPipeline(TextToVideoPipeline):
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = 25,
-        guidance_scale: float = 9.0,
+        guidance_scale: float | None = None,
         window_size: int | None = None,
         window_overlap: int | None = None,
         transition_frames: int = 8,
@@ -242,6 +242,7 @@ class LongVideoPipeline(TextToVideoPipeline):
         output as TextToVideoPipeline.
         """
         # 1. Inputs
+        guidance_scale = self.default_guidance if guidance_scale is None else guidance_scale
         window_size = window_size or self.native_frames
         window_overlap = window_size // 2 if window_overlap is None else window_overlap
         if scenes is not None:

@@ -143,6 +143,11 @@ class TextToVideoPipeline(DiffusionPipeline):
         self.vae.disable_tiling()
 
     @property
+    def default_guidance(self) -> float:
+        """The model's recommended guidance scale (t2v_model.json's defaults), else ModelScope's 9."""
+        return float(getattr(self, "t2v_defaults", {}).get("guidance_scale", 9.0))
+
+    @property
     def default_size(self) -> int:
         return (self.unet.config.sample_size or 32) * self.vae_scale_factor
 
@@ -303,7 +308,7 @@ class TextToVideoPipeline(DiffusionPipeline):
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = 25,
-        guidance_scale: float = 9.0,
+        guidance_scale: float | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         seed: int | None = None,
@@ -323,7 +328,8 @@ class TextToVideoPipeline(DiffusionPipeline):
             negative_prompt: what not to show (one string for all prompts, or one per prompt).
             num_frames, height, width: video size; height and width default to the model's native size.
             num_inference_steps: solver steps (25 with the default DPM-Solver++).
-            guidance_scale: classifier-free guidance weight; <= 1 turns guidance off.
+            guidance_scale: classifier-free guidance weight; <= 1 turns guidance off. Default: the
+                model's recommended value (t2v_model.json), else 9 as in ModelScope.
             generator / seed: randomness; `seed` makes a CPU generator, so a seed gives the same video
                 on every device.
             latents: start noise [B, C, F, h, w] instead of drawing it.
@@ -335,6 +341,7 @@ class TextToVideoPipeline(DiffusionPipeline):
             `TextToVideoPipelineOutput` with `frames` (see its docstring), or a tuple `(frames,)`.
         """
         # 1. Defaults and input checks
+        guidance_scale = self.default_guidance if guidance_scale is None else guidance_scale
         height = self.default_size if height is None else height
         width = self.default_size if width is None else width
         self.check_inputs(
