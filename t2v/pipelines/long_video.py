@@ -10,10 +10,12 @@ overlapping windows of that length, FreeNoise-style:
   - one prompt per scene: a window that holds frames of several scenes is denoised once per scene,
     each pass with that scene's prompt alone (the way the model was trained: one caption per clip),
     and each frame takes its scenes' predictions weighted by how much it belongs to each
-    (`scene_mix`: linear over `transition_frames` frames at each cut), so a cut becomes a dissolve.
-    The older way (`scene_blend="embedding"`) conditions a window on the mean of its frames' text
-    embeddings: a blend of prompts the model never saw, which a prompt-following model draws as a
-    scene of its own, and whose background flips at once instead of dissolving.
+    (`scene_mix`: linear over `transition_frames` frames at each cut). This is not a dissolve: the
+    sampler settles each frame on one scene, so with the embedded model a background changes within
+    one or two frames somewhere inside the transition. The older way (`scene_blend="embedding"`)
+    conditions a window on the mean of its frames' text embeddings: a blend of prompts the model
+    never saw, which a prompt-following model draws as a scene of its own (9% of storyboard scenes
+    all-correct against 44% this way, README).
 Memory does not grow with length (the UNet sees one batch of windows at a time, frames are
 decoded in chunks); time grows linearly with the number of windows.
 """
