@@ -266,6 +266,12 @@ def fit_patch_vae(config: TrainConfig, vae: PatchAutoencoder) -> Path:
     return out / "vae"
 
 
+def random_frames(video: torch.Tensor, per_clip: int) -> torch.Tensor:
+    """`per_clip` random frames of each clip of video [B, F, 3, H, W], as one batch of images."""
+    pick = torch.randint(0, video.shape[1], (video.shape[0], min(per_clip, video.shape[1])))
+    return torch.stack([v[i] for v, i in zip(video, pick)]).flatten(0, 1)
+
+
 def train_vae(config: TrainConfig) -> Path:
     vae = make_first_stage(config)
     if isinstance(vae, PatchAutoencoder):
@@ -273,8 +279,7 @@ def train_vae(config: TrainConfig) -> Path:
 
     def loss_fn(model, batch):
         video = batch["video"]  # [B, F, 3, H, W]: train on a few random frames of each clip
-        pick = torch.randint(0, video.shape[1], (video.shape[0], min(config.vae_frames_per_clip, video.shape[1])))
-        frames = torch.stack([v[i] for v, i in zip(video, pick)]).flatten(0, 1)
+        frames = random_frames(video, config.vae_frames_per_clip)
         kl = 0.0
         if config.vae_type == "kl":
             posterior = model.encode(frames).latent_dist
@@ -318,8 +323,7 @@ def train_decoder(config: TrainConfig) -> Path:
 
     def loss_fn(model, batch):
         video = batch["video"]  # [B, F, 3, H, W]: a few random frames of each clip
-        pick = torch.randint(0, video.shape[1], (video.shape[0], min(config.vae_frames_per_clip, video.shape[1])))
-        frames = torch.stack([v[i] for v, i in zip(video, pick)]).flatten(0, 1)
+        frames = random_frames(video, config.vae_frames_per_clip)
         with torch.no_grad():
             z = model.encode(frames).latents
             sigma = torch.rand(len(z), 1, 1, 1, device=z.device) * config.refiner_noise
