@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from t2v.cli import app
 from t2v.pipelines.long_video import (
-    LongVideoPipeline, Scene, load_storyboard, parse_storyboard, reschedule_noise, scene_mix, windows,
+    LongVideoPipeline, Scene, load_storyboard, parse_storyboard, plan_passes, reschedule_noise, scene_mix, windows,
 )
 from t2v.video_io import read_video
 
@@ -43,6 +43,48 @@ def test_scene_mix_blends_inside_transitions():
     assert np.diff(mix[:, 1]).min() >= 0
     hard = scene_mix([Scene("a", 3), Scene("b", 2)], transition_frames=0)
     np.testing.assert_array_equal(hard, [[1, 0], [1, 0], [1, 0], [0, 1], [0, 1]])
+
+
+def _coef_sum(plan, n):
+    total = np.zeros(n)
+    for a, b, passes in plan:
+        for _, coef in passes:
+            total[a:b] += coef
+    return total
+
+
+@pytest.mark.parametrize("layout", ["scenes", "grid"])
+@pytest.mark.parametrize("frames,transition", [([16] * 4, 8), ([64], 8), ([5, 3, 30], 8), ([16] * 4, 0), ([20, 20], 30), ([10], 0)])
+def test_plan_passes_weights_sum_to_one_per_frame(layout, frames, transition):
+    mix = scene_mix([Scene(str(i), f) for i, f in enumerate(frames)], transition)
+    n, window = len(mix), min(16, len(mix))
+    plan = plan_passes(mix, window, 8 if n > window else window, layout)
+    np.testing.assert_allclose(_coef_sum(plan, n), 1, atol=1e-5)
+    for a, b, passes in plan:
+        assert 0 <= a < b <= n and b - a <= window
+        for k, coef in passes:
+            assert (coef >= 0).all() and not (coef[mix[a:b, k] == 0] > 0).any()  # a scene only where it is in the mix
+
+
+def test_scene_layout_draws_each_scene_as_one_native_clip():
+    """16-frame scenes with 16-frame windows: outside the blends a frame comes only from the window
+    aligned with its scene (the clip the model was trained to make); windows centred on the cuts
+    count only on the blended frames; with hard cuts no window holds two scenes."""
+    mix = scene_mix([Scene(str(i), 16) for i in range(4)], transition_frames=8)
+    plan = plan_passes(mix, 16, 8, "scenes")
+    assert [(a, b, [k for k, _ in p]) for a, b, p in plan] == [
+        (0, 16, [0]), (8, 24, [0, 1]), (16, 32, [1]), (24, 40, [1, 2]), (32, 48, [2]), (40, 56, [2, 3]), (48, 64, [3])]
+    blended = (mix > 0).sum(1) > 1
+    for a, b, passes in plan:
+        if a % 16:  # a window across a cut
+            for _, coef in passes:
+                assert not coef[~blended[a:b]].any()
+        else:
+            np.testing.assert_allclose(passes[0][1][~blended[a:b]], 1)
+    hard = plan_passes(scene_mix([Scene(str(i), 16) for i in range(4)], 0), 16, 8, "scenes")
+    assert [(a, b, [k for k, _ in p]) for a, b, p in hard] == [(0, 16, [0]), (16, 32, [1]), (32, 48, [2]), (48, 64, [3])]
+    grid = plan_passes(mix, 16, 8, "grid")  # the grid's windows straddle the cuts for every scene
+    assert any(len(p) == 3 for _, _, p in grid)
 
 
 def test_noise_rescheduling_reuses_shuffled_earlier_noise():
@@ -128,6 +170,7 @@ def test_callback_and_progress_cover_every_window(long, capsys):
     (dict(prompt="x", num_frames=0), "num_frames must be an integer in"),
     (dict(prompt="x", num_frames=8, height=31), "height must be a positive multiple"),
     (dict(prompt="x", scene_blend="mean"), "scene_blend must be one of \\('prediction', 'embedding'\\), got 'mean'"),
+    (dict(prompt="x", window_layout="rows"), "window_layout must be one of \\('scenes', 'grid'\\), got 'rows'"),
 ])
 def test_bad_long_inputs(long, kwargs, message):
     with pytest.raises(ValueError, match=message):
