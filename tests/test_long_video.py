@@ -67,20 +67,22 @@ def test_plan_passes_weights_sum_to_one_per_frame(layout, frames, transition):
 
 
 def test_scene_layout_draws_each_scene_as_one_native_clip():
-    """16-frame scenes with 16-frame windows: outside the blends a frame comes only from the window
-    aligned with its scene (the clip the model was trained to make); windows centred on the cuts
-    count only on the blended frames; with hard cuts no window holds two scenes."""
+    """16-frame scenes with 16-frame windows: a frame's own scene is drawn only by the window aligned
+    with that scene (the clip the model was trained to make); windows centred on the cuts give a
+    scene's prediction on the other scene's blended frames; with hard cuts no window holds two scenes."""
     mix = scene_mix([Scene(str(i), 16) for i in range(4)], transition_frames=8)
     plan = plan_passes(mix, 16, 8, "scenes")
     assert [(a, b, [k for k, _ in p]) for a, b, p in plan] == [
         (0, 16, [0]), (8, 24, [0, 1]), (16, 32, [1]), (24, 40, [1, 2]), (32, 48, [2]), (40, 56, [2, 3]), (48, 64, [3])]
-    blended = (mix > 0).sum(1) > 1
+    blended, owner = (mix > 0).sum(1) > 1, mix.argmax(1)
     for a, b, passes in plan:
-        if a % 16:  # a window across a cut
-            for _, coef in passes:
-                assert not coef[~blended[a:b]].any()
-        else:
-            np.testing.assert_allclose(passes[0][1][~blended[a:b]], 1)
+        if a % 16:  # a window across a cut: only the other scene's blended frames
+            for k, coef in passes:
+                assert coef[blended[a:b] & (owner[a:b] != k)].all() and not coef[~blended[a:b] | (owner[a:b] == k)].any()
+        else:  # a scene's own frames come from its own window alone
+            k, coef = passes[0]
+            np.testing.assert_allclose(coef[~blended[a:b]], 1)
+            np.testing.assert_allclose(coef[owner[a:b] == k], mix[a:b, k][owner[a:b] == k])
     hard = plan_passes(scene_mix([Scene(str(i), 16) for i in range(4)], 0), 16, 8, "scenes")
     assert [(a, b, [k for k, _ in p]) for a, b, p in hard] == [(0, 16, [0]), (16, 32, [1]), (32, 48, [2]), (48, 64, [3])]
     grid = plan_passes(mix, 16, 8, "grid")  # the grid's windows straddle the cuts for every scene
