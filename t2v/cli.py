@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -187,13 +188,15 @@ def eval_(
     guidance = defaults.get("guidance_scale", 9.0) if guidance is None else guidance
     pipe.set_progress_bar_config(disable=True)
     gen = dict(num_inference_steps=steps, guidance_scale=guidance)
-    report = {"results": [], "summary": {}, "seconds": 0}
+    start = time.time()
+    report = {"results": [], "summary": {}}
     if prompts:
         report = evaluate(pipe, eval_prompts(prompts), seeds=tuple(range(seeds)), batch_size=batch_size, **gen)
     if storyboards:
         report["storyboards"] = evaluate_storyboards(pipe, storyboards, **gen)
     if long:
         report["long"] = evaluate_long(pipe, eval_prompts(long)[:long], **gen)
+    report["seconds"] = round(time.time() - start, 2)  # the whole evaluation
     settings = {"model": model or "t2v-shapes (embedded)", "prompts": prompts, "seeds": seeds, "steps": steps, "guidance": guidance}
     json_path, md_path = write_report(report, output, settings)
     typer.echo(md_path.read_text())

@@ -84,3 +84,14 @@ def test_cli_eval_writes_report(model_dir, tmp_path):
     data = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert len(data["results"]) == 3 and set(data["summary"]) == {"seen", "held_out", "novel"}
     assert "| seen | 1 |" in (tmp_path / "ev" / "eval.md").read_text()
+
+
+def test_cli_eval_times_the_whole_run(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from t2v.cli import app
+
+    r = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--prompts", "0", "--long", "1", "--steps", "1", "-o", str(tmp_path / "ev"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert data["seconds"] > 0 and data["long"]["summary"]["videos"] == 1  # long videos only: still timed
