@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from t2v.cli import app
 from t2v.pipelines.long_video import (
-    LongVideoPipeline, Scene, load_storyboard, parse_storyboard, plan_passes, reschedule_noise, scene_mix, windows,
+    LongVideoPipeline, Scene, load_storyboard, parse_storyboard, plan_dissolve, plan_passes, reschedule_noise, scene_mix, windows,
 )
 from t2v.video_io import read_video
 
@@ -87,6 +87,56 @@ def test_scene_layout_draws_each_scene_as_one_native_clip():
     assert [(a, b, [k for k, _ in p]) for a, b, p in hard] == [(0, 16, [0]), (16, 32, [1]), (32, 48, [2]), (48, 64, [3])]
     grid = plan_passes(mix, 16, 8, "grid")  # the grid's windows straddle the cuts for every scene
     assert any(len(p) == 3 for _, _, p in grid)
+
+
+@pytest.mark.parametrize("frames,transition", [([16] * 4, 8), ([5, 3, 30], 8), ([16] * 4, 0), ([20, 20], 30)])
+def test_plan_dissolve_draws_each_version_once(frames, transition):
+    """Every frame is drawn by its own scene's windows alone; each blended frame also has the other
+    scene's version (an extra frame), drawn only by windows across the cut; weights sum to 1."""
+    mix = scene_mix([Scene(str(i), f) for i, f in enumerate(frames)], transition)
+    n = len(mix)
+    plan, extra = plan_dissolve(mix, 16, 8)
+    owner = mix.argmax(1)
+    assert sorted(extra) == sorted((f, k) for f in range(n) for k in range(mix.shape[1]) if mix[f, k] > 0 and k != owner[f])
+    total = np.zeros(n + len(extra))
+    for idx, passes in plan:
+        assert len(idx) == 16 and len(set(idx.tolist())) == 16
+        for k, coef in passes:
+            total[idx] += coef
+            for i, c in zip(idx, coef):
+                if c > 0:  # writes only its own scene's version of a frame
+                    assert (i < n and owner[i] == k) or (i >= n and extra[i - n][1] == k)
+    np.testing.assert_allclose(total, 1, atol=1e-5)
+    if transition == 0:
+        assert extra == []
+
+
+def test_dissolve_crossfades_two_versions_of_each_blended_frame(long):
+    scenes = [Scene("a red circle", 6), Scene("a blue square", 6)]
+    seen = {}
+    decode, post = long.decode_latents, long.video_processor.postprocess_video
+
+    def spy_decode(z):
+        seen["decoded"] = decode(z)
+        return seen["decoded"].clone()
+
+    def spy_post(video, output_type):
+        seen["mixed"] = video.clone()
+        return post(video=video, output_type=output_type)
+
+    long.decode_latents, long.video_processor.postprocess_video = spy_decode, spy_post
+    long(scenes=scenes, transition_frames=4, window_size=4, window_overlap=2, **FAST, seed=0)
+    mix = scene_mix(scenes, 4)
+    _, extra = plan_dissolve(mix, 4, 2)
+    dec, mixed = seen["decoded"], seen["mixed"]
+    assert dec.shape[2] == 12 + len(extra) == 16 and mixed.shape[2] == 12
+    for j, (f, k) in enumerate(extra):
+        want = mix[f].max() * dec[:, :, f] + mix[f, k] * dec[:, :, 12 + j]
+        torch.testing.assert_close(mixed[:, :, f], want)
+        assert (dec[:, :, f] - dec[:, :, 12 + j]).abs().mean() > 1e-4  # two different versions
+    blended = set(f for f, _ in extra)
+    for f in set(range(12)) - blended:
+        torch.testing.assert_close(mixed[:, :, f], dec[:, :, f])
 
 
 def test_noise_rescheduling_reuses_shuffled_earlier_noise():
@@ -171,7 +221,7 @@ def test_callback_and_progress_cover_every_window(long, capsys):
     (dict(prompt="x", num_frames=8, window_overlap=4), "window_overlap must be an integer in \\[0, window_size - 1\\] = \\[0, 3\\], got 4"),
     (dict(prompt="x", num_frames=0), "num_frames must be an integer in"),
     (dict(prompt="x", num_frames=8, height=31), "height must be a positive multiple"),
-    (dict(prompt="x", scene_blend="mean"), "scene_blend must be one of \\('prediction', 'embedding'\\), got 'mean'"),
+    (dict(prompt="x", scene_blend="mean"), "scene_blend must be one of \\('prediction', 'dissolve', 'embedding'\\), got 'mean'"),
     (dict(prompt="x", window_layout="rows"), "window_layout must be one of \\('scenes', 'grid'\\), got 'rows'"),
 ])
 def test_bad_long_inputs(long, kwargs, message):
