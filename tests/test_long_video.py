@@ -109,6 +109,10 @@ def test_plan_dissolve_draws_each_version_once(frames, transition):
     np.testing.assert_allclose(total, 1, atol=1e-5)
     if transition == 0:
         assert extra == []
+    if min(frames) >= 16:  # scenes at least a window long: a pass reads only its own scene's versions
+        for idx, passes in plan:
+            (k, _), = passes
+            assert all((i < n and owner[i] == k) or (i >= n and extra[i - n][1] == k) for i in idx)
 
 
 def test_dissolve_crossfades_two_versions_of_each_blended_frame(long):
