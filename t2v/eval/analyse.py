@@ -257,6 +257,11 @@ def max_jump_ratio(frames: np.ndarray) -> float:
     frames = _check_frames(frames)
     if len(frames) < 2:
         return 0.0
-    x = frames.astype(np.float32)
-    change = np.abs(x[1:] - x[:-1]).mean((1, 2, 3))
+    change = frame_changes(frames)
     return float(change.max() / (np.median(change) + JUMP_EPS))
+
+
+def frame_changes(frames: np.ndarray) -> np.ndarray:
+    """Mean absolute change between consecutive frames [F - 1], on the 0..255 scale."""
+    x = frames.astype(np.float32)
+    return np.abs(x[1:] - x[:-1]).mean((1, 2, 3))

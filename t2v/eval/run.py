@@ -136,7 +136,7 @@ def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_fr
     left out), and measure jumps: max_jump_ratio of the whole video (largest frame change / median),
     and the same ratio over the frame pairs inside scenes (both frames outside the transitions): a
     cut between different backgrounds is a large change by design, a jump inside a scene is not."""
-    from t2v.eval.analyse import JUMP_EPS, max_jump_ratio
+    from t2v.eval.analyse import JUMP_EPS, frame_changes
     from t2v.pipelines.long_video import LongVideoPipeline, Scene
 
     long = LongVideoPipeline(**pipe.components)
@@ -151,11 +151,12 @@ def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_fr
         for i, spec in enumerate(board):
             lo, hi = i * scene_frames + (half if i > 0 else 0), (i + 1) * scene_frames - (half if i < len(board) - 1 else 0)
             verdicts.append({"prompt": scenes[i].prompt, **judge(spec, video[lo:hi])})
-        change = np.abs(np.diff(video.astype(np.float32), axis=0)).mean((1, 2, 3))
+        change = frame_changes(video)
         cuts = [i * scene_frames for i in range(1, len(board))]
         inside = [f for f in range(len(change)) if not any(c - half - 1 <= f < c + half for c in cuts)]
-        rows.append({"board": k, "scenes": verdicts, "max_jump_ratio": max_jump_ratio(video),
-                     "max_jump_ratio_inside_scenes": float(change[inside].max() / (np.median(change) + JUMP_EPS))})
+        median = np.median(change) + JUMP_EPS  # max_jump_ratio, over all frame pairs and over those inside scenes
+        rows.append({"board": k, "scenes": verdicts, "max_jump_ratio": float(change.max() / median),
+                     "max_jump_ratio_inside_scenes": float(change[inside].max() / median)})
     flat = [v for r in rows for v in r["scenes"]]
     return {"results": rows, "summary": {
         "scenes": len(flat), "scene_all_correct": float(np.mean([v["all_correct"] for v in flat])),
