@@ -59,6 +59,7 @@ def generate(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: float16 on CUDA, else float32)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output file if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    regions: Optional[bool] = typer.Option(None, "--regions/--no-regions", help="A two-object prompt: each object's words heard only in its own band (default: the model's)."),
 ):
     """Generate a video from a text prompt."""
     from t2v.generate import GenerateRequest, run_generate
@@ -67,6 +68,7 @@ def generate(
         prompt=prompt, output=output, model=model, num_frames=frames, height=height, width=width,
         num_inference_steps=steps, guidance_scale=guidance, negative_prompt=negative, seed=seed,
         scheduler=scheduler, fps=fps, device=device, dtype=dtype, overwrite=overwrite, progress=not quiet,
+        regions=regions,
     )
     try:
         result = run_generate(request)
@@ -172,6 +174,7 @@ def eval_(
     guidance: Optional[float] = typer.Option(None, "--guidance"),
     device: str = typer.Option("auto", "--device"),
     batch_size: int = typer.Option(4, "--batch-size"),
+    regions: Optional[bool] = typer.Option(None, "--regions/--no-regions", help="Two-object prompts with regional prompting, one band per object (default: the model's)."),
 ):
     """Measure prompt adherence of a Shapes-world model by analysing the frames it generates."""
     from t2v.eval.run import evaluate, evaluate_long, evaluate_storyboards, eval_prompts, markdown_table, write_report
@@ -188,16 +191,18 @@ def eval_(
     guidance = defaults.get("guidance_scale", 9.0) if guidance is None else guidance
     pipe.set_progress_bar_config(disable=True)
     gen = dict(num_inference_steps=steps, guidance_scale=guidance)
+    regions = defaults.get("regions") == "shapes" if regions is None else regions
     start = time.time()
     report = {"results": [], "summary": {}}
     if prompts:
-        report = evaluate(pipe, eval_prompts(prompts), seeds=tuple(range(seeds)), batch_size=batch_size, **gen)
+        report = evaluate(pipe, eval_prompts(prompts), seeds=tuple(range(seeds)), batch_size=batch_size, regions=regions, **gen)
     if storyboards:
         report["storyboards"] = evaluate_storyboards(pipe, storyboards, **gen)
     if long:
         report["long"] = evaluate_long(pipe, eval_prompts(long)[:long], **gen)
     report["seconds"] = round(time.time() - start, 2)  # the whole evaluation
-    settings = {"model": model or "t2v-shapes (embedded)", "prompts": prompts, "seeds": seeds, "steps": steps, "guidance": guidance}
+    settings = {"model": model or "t2v-shapes (embedded)", "prompts": prompts, "seeds": seeds, "steps": steps, "guidance": guidance,
+                "regions": regions}
     json_path, md_path = write_report(report, output, settings)
     typer.echo(md_path.read_text())
     typer.echo(f"wrote {json_path} and {md_path}")

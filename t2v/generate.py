@@ -16,6 +16,7 @@ from t2v.models.loading import load_pipeline, parse_dtype, pick_device
 from t2v.pipelines.schedulers import SCHEDULERS
 from t2v.pipelines.text_to_video import to_uint8
 from t2v.video_io import check_output_path, write_video
+from t2v.world.layout import shapes_regions
 
 
 @dataclass
@@ -37,6 +38,7 @@ class GenerateRequest:
     dtype: str | None = None
     overwrite: bool = False
     progress: bool = True
+    regions: bool | None = None  # two-object Shapes prompts, one band per object (t2v.world.layout); None: the model's default
 
 
 @dataclass
@@ -78,6 +80,9 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
         raise ValueError(f"fps must be a positive number, got {req.fps!r}")
     device = pick_device(req.device)
     parse_dtype(req.dtype, device)
+    if req.regions is True and (req.storyboard is not None or shapes_regions(req.prompt or "", 1, 8, 8) is None):
+        raise ValueError("regions need one prompt naming two objects, each with a colour, joined by 'and' "
+                         "(e.g. 'a red square moving right and a blue circle growing on a black background')")
     seed = draw_seed() if req.seed is None else req.seed
     if not 0 <= seed < 2**63:
         raise ValueError(f"seed must be in [0, 2**63), got {seed}")
@@ -97,6 +102,11 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
         seed=seed,
     )
     callback = (lambda i, n, _latents: on_step(i + 1, n)) if on_step else None
+    if req.regions is None:  # the model's default: t2v_model.json "defaults": {"regions": "shapes"}
+        kwargs["regions"] = defaults.get("regions") == "shapes" and req.prompt is not None and \
+            shapes_regions(req.prompt, 1, 8, 8) is not None and kwargs["num_frames"] <= int(defaults.get("num_frames", 16))
+    else:
+        kwargs["regions"] = req.regions
 
     # 3. Generate (in windows past the model's length, or scene by scene), then write atomically
     model_scheduler = pipe.scheduler  # the cached pipeline goes back to the model's own solver afterwards
@@ -113,8 +123,13 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
 def _generate(pipe, req: GenerateRequest, kwargs: dict, defaults: dict, callback):
     """Frames [F, H, W, 3] in [0, 1]: one pass, or windows past the model's native length / a storyboard."""
     native = int(defaults.get("num_frames", 16))
+    use_regions = kwargs.pop("regions")
     if req.storyboard is None and kwargs["num_frames"] <= native:
+        if use_regions:
+            kwargs["regions"] = shapes_regions(req.prompt, kwargs["num_frames"], kwargs["height"], kwargs["width"])
         return pipe(**kwargs, callback_on_step_end=callback).frames[0]
+    if use_regions:
+        raise ValueError(f"regions work in one pass: at most the model's {native} frames, got {kwargs['num_frames']}")
     from t2v.pipelines.long_video import LongVideoPipeline
 
     long = LongVideoPipeline(**pipe.components)

@@ -62,6 +62,7 @@ BAD = [
     (["--fps", "0"], "fps must be a positive number"),
     (["--dtype", "int8"], "dtype must be one of"),
     (["--device", "tpu"], "device must be auto, cpu"),
+    (["--regions"], "regions need one prompt naming two objects"),  # the prompt names one
 ]
 
 

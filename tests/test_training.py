@@ -220,3 +220,29 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     state = json.loads((tmp_path / "ddp" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 2
     assert (tmp_path / "ddp" / "model" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_layout_regions_train_with_each_phrase_in_its_band(tmp_path, monkeypatch):
+    """layout_regions: the UNet's cross-attention runs with token biases that block the other object's
+    words for two-object clips; the exported model has its plain processors back."""
+    from t2v.pipelines import regions
+
+    train(load_config(vae_config(tmp_path, steps=2)))
+    blocked_calls = []
+    original = regions.RegionalCrossAttnProcessor.__call__
+
+    def spy(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
+        if encoder_hidden_states is not None:
+            blocked_calls.append(int((self.state["bias"] < 0).any(-1).sum()))  # regions that block words
+        return original(self, attn, hidden_states, encoder_hidden_states, *args, **kwargs)
+
+    monkeypatch.setattr(regions.RegionalCrossAttnProcessor, "__call__", spy)
+    data = {**TINY_DATA, "p_two_objects": 1.0}
+    train(load_config(unet_config(tmp_path, layout_regions=True, caption_dropout=0.0, data=data)))
+    assert blocked_calls and min(blocked_calls) >= 2  # both regions of at least one clip block the other's words
+    from t2v.models.loading import load_pipeline
+
+    pipe = load_pipeline(tmp_path / "run" / "model", device="cpu")
+    assert not any(isinstance(p, regions.RegionalCrossAttnProcessor) for p in pipe.unet.attn_processors.values())
+    with pytest.raises(ValueError, match="layout_regions needs the Shapes world"):
+        train(load_config(unet_config(tmp_path, layout_regions=True, data={"kind": "folder", "path": str(tmp_path)})))

@@ -54,20 +54,38 @@ def _canon(scene: SceneSpec) -> tuple[str, SceneSpec]:
     return canonical_caption(scene), scene
 
 
-def evaluate(pipe, prompts: list[EvalPrompt], seeds=(0, 1), batch_size: int = 4, progress: bool = True, **gen_kwargs) -> dict:
-    """Generate every prompt with every seed and judge it; returns {"results": [...], "summary": {...}}."""
+def evaluate(pipe, prompts: list[EvalPrompt], seeds=(0, 1), batch_size: int = 4, progress: bool = True,
+             regions: bool = False, **gen_kwargs) -> dict:
+    """Generate every prompt with every seed and judge it; returns {"results": [...], "summary": {...}}.
+
+    regions=True: two-object prompts are made one at a time with regional prompting, one band per
+    object (t2v.world.layout.shapes_regions); the others are batched as usual."""
+    from t2v.world.layout import shapes_regions
+
     jobs = [(p, s) for p in prompts for s in seeds]
+    layout = {p.prompt: None for p in prompts}
+    if regions:
+        size = {"num_frames": gen_kwargs.get("num_frames", 16), "height": gen_kwargs.get("height") or pipe.default_size,
+                "width": gen_kwargs.get("width") or pipe.default_size}
+        layout = {p.prompt: shapes_regions(p.prompt, **size) for p in prompts}
+    batches = [[j] for j in jobs if layout[j[0].prompt]]
+    plain = [j for j in jobs if not layout[j[0].prompt]]
+    batches += [plain[i : i + batch_size] for i in range(0, len(plain), batch_size)]
     results = []
     start = time.time()
-    for i in tqdm(range(0, len(jobs), batch_size), desc="eval", disable=not progress):
-        batch = jobs[i : i + batch_size]
+    for batch in tqdm(batches, desc="eval", disable=not progress):
         generators = [torch.Generator().manual_seed(s) for _, s in batch]
-        frames = pipe([p.prompt for p, _ in batch], generator=generators, **gen_kwargs).frames
+        if layout[batch[0][0].prompt]:
+            frames = pipe(batch[0][0].prompt, generator=generators, regions=layout[batch[0][0].prompt], **gen_kwargs).frames
+        else:
+            frames = pipe([p.prompt for p, _ in batch], generator=generators, **gen_kwargs).frames
         for (p, s), video in zip(batch, frames):
             video = to_uint8(video)
             verdict = judge(p.scene, video)
             results.append({"split": p.split, "prompt": p.prompt, "seed": s, "scene": scene_to_dict(p.scene),
-                            **verdict, "flicker": flicker(video, p.scene.background)})
+                            "regions": bool(layout[p.prompt]), **verdict, "flicker": flicker(video, p.scene.background)})
+    order = {(p.prompt, p.split, s): i for i, (p, s) in enumerate(jobs)}
+    results.sort(key=lambda r: order[(r["prompt"], r["split"], r["seed"])])
     return {"results": results, "summary": summarise(results), "seconds": round(time.time() - start, 1)}
 
 
@@ -79,6 +97,8 @@ def summarise(results: list[dict]) -> dict:
             summary[split] = {a: float(np.mean([r[a] for r in rows])) for a in ATTRIBUTES}
             summary[split]["flicker"] = float(np.mean([r["flicker"] for r in rows]))
             summary[split]["videos"] = len(rows)
+            two = [r["all_correct"] for r in rows if len(r["scene"]["objects"]) == 2]
+            summary[split]["two_objects"] = {"videos": len(two), "all_correct": float(np.mean(two)) if two else float("nan")}
     return summary
 
 
@@ -109,6 +129,11 @@ def _markdown(report: dict) -> str:
            f"{s['steps']} steps, guidance {s['guidance']}; {report['seconds']} s\n\n"
     if report["summary"]:
         text += markdown_table(report["summary"])
+    two = {k: v["two_objects"] for k, v in report["summary"].items() if v.get("two_objects", {}).get("videos")}
+    if two:
+        text += "\nTwo-object prompts, all-correct: " + "; ".join(
+            f"{k} {100 * v['all_correct']:.0f}% of {v['videos']}" for k, v in two.items()) + \
+            (" (regional prompting)" if s.get("regions") else "") + "\n"
     if "storyboards" in report:
         b = report["storyboards"]["summary"]
         text += f"\nStoryboards: {b['scenes']} scenes of 4-scene storyboards, all-correct per scene {100 * b['scene_all_correct']:.0f}%; " \

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .regions import check_regions, latent_masks, regional_attention, token_biases
 from .schedulers import make_scheduler
 
 logger = logging.get_logger(__name__)
@@ -320,6 +322,7 @@ class TextToVideoPipeline(DiffusionPipeline):
         return_dict: bool = True,
         callback_on_step_end: Callable[[int, int, torch.Tensor], None] | None = None,
         cross_attention_kwargs: dict | None = None,
+        regions: list | None = None,
     ):
         """Generate videos from text.
 
@@ -334,6 +337,8 @@ class TextToVideoPipeline(DiffusionPipeline):
                 on every device.
             latents: start noise [B, C, F, h, w] instead of drawing it.
             output_type: "np", "pt", "pil" or "latent".
+            regions: `t2v.pipelines.regions.Region`s (a phrase of the prompt and a mask): inside each
+                mask, cross-attention does not hear the other regions' phrases (one prompt only).
             callback_on_step_end: called as `callback(step, num_steps, latents)` after each step; raise
                 from it to stop early (the job server cancels jobs this way).
 
@@ -348,6 +353,8 @@ class TextToVideoPipeline(DiffusionPipeline):
             prompt, negative_prompt, num_frames, height, width, num_inference_steps, guidance_scale,
             num_videos_per_prompt, output_type, latents, prompt_embeds,
         )
+        if regions is not None:
+            check_regions(regions, prompt, num_frames, height, width)
         if generator is None and seed is not None:
             generator = torch.Generator("cpu").manual_seed(seed)
         device = self._execution_device
@@ -372,8 +379,13 @@ class TextToVideoPipeline(DiffusionPipeline):
         latents = self.prepare_latents(batch, num_frames, height, width, embeds.dtype, device, generator, latents)
         step_kwargs = self._step_kwargs(generator, eta)
 
-        # 5. Denoising loop
-        with self.progress_bar(total=len(timesteps)) as bar:
+        # 5. Denoising loop (with regions: each region's cross-attention hears only its own phrase)
+        regional = contextlib.nullcontext()
+        if regions is not None:
+            bias = token_biases(self.tokenizer, prompt, regions, self.tokenizer.model_max_length)
+            masks = latent_masks(regions, num_frames, latents.shape[-2:]).to(device)
+            regional = regional_attention(self.unet, bias.to(device), masks, do_cfg)
+        with regional, self.progress_bar(total=len(timesteps)) as bar:
             for i, t in enumerate(timesteps):
                 latents = self.denoise_step(latents, t, embeds, guidance_scale, step_kwargs, cross_attention_kwargs)
                 bar.update()

@@ -78,6 +78,7 @@ class TrainConfig:
     noise_offset: float = 0.0
     noise_shift: float = 0.0  # log-SNR of the scaled-linear schedule lowered by noise_shift * (t/T)^2 (0: the ModelScope schedule); see noise_schedule()
     timestep_power: float = 0.0  # training timesteps drawn with density ~ t^power: 0 uniform, 1 more high-noise steps (where layout and motion are decided)
+    layout_regions: bool = False  # two-object clips: each object's caption phrase heard only in its object's band (t2v.pipelines.regions), the layout `--regions` gives at inference
     text_cache_size: int = 20_000  # caption embeddings kept in memory (the frozen encoder sees a caption once)
 
 

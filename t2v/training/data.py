@@ -88,4 +88,7 @@ def make_dataset(config: DataConfig) -> Dataset:
 
 
 def collate(batch: list[dict]) -> dict:
-    return {"video": torch.stack([b["video"] for b in batch]), "caption": [b["caption"] for b in batch]}
+    out = {"video": torch.stack([b["video"] for b in batch]), "caption": [b["caption"] for b in batch]}
+    if all("scene" in b for b in batch):  # Shapes-world clips: their scene specs (JSON), for layout_regions
+        out["scene"] = [b["scene"] for b in batch]
+    return out

@@ -364,6 +364,9 @@ def sample_timesteps(n: int, num_train_timesteps: int, power: float = 0.0, devic
 
 
 def train_unet(config: TrainConfig) -> Path:
+    from t2v.pipelines.regions import latent_masks, regional_attention, token_biases
+    from t2v.world.layout import clip_regions
+
     if not config.vae_path or not Path(config.vae_path).is_dir():
         raise ValueError(f"vae_path must be a trained VAE directory (stage 'vae' writes OUTPUT_DIR/vae), got {config.vae_path!r}")
     d = config.data
@@ -376,6 +379,8 @@ def train_unet(config: TrainConfig) -> Path:
         sample_size=d.height // factor, in_channels=vae.config.latent_channels, out_channels=vae.config.latent_channels,
         cross_attention_dim=text_encoder.config.hidden_size, **config.unet,
     )
+    if config.layout_regions and d.kind != "shapes":
+        raise ValueError(f"layout_regions needs the Shapes world's layouts (data kind 'shapes'), got data kind {d.kind!r}")
     if config.prediction_type not in ("epsilon", "v_prediction"):
         raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {config.prediction_type!r}")
     if config.init_from:  # start from earlier weights (e.g. another objective's run)
@@ -397,6 +402,22 @@ def train_unet(config: TrainConfig) -> Path:
             cache.update(zip(missing, hidden))
         return torch.stack([cache[c] for c in captions])
 
+    def layout_state(batch, captions, latent_hw):
+        """Per clip: token biases [B, 2, T] and band masks [B, 2, F, h, w]; clips with one object or a
+        dropped caption get one region over the whole frame that blocks nothing (the plain UNet)."""
+        video = batch["video"]
+        n, length = video.shape[1], tokenizer.model_max_length
+        biases, masks = [], []
+        for caption, scene, clip in zip(captions, batch["scene"], video):
+            regions = clip_regions(caption, json.loads(scene), clip.cpu()) if caption else None
+            if regions is None:
+                biases.append(torch.zeros(2, length))
+                masks.append(torch.stack([torch.ones(n, *latent_hw), torch.zeros(n, *latent_hw)]))
+            else:
+                biases.append(token_biases(tokenizer, caption, regions, length))
+                masks.append(latent_masks(regions, n, tuple(latent_hw)))
+        return torch.stack(biases).to(video.device), torch.stack(masks).to(video.device)
+
     def loss_fn(model, batch):
         video = batch["video"]  # [B, F, 3, H, W]
         b, n = video.shape[:2]
@@ -406,12 +427,17 @@ def train_unet(config: TrainConfig) -> Path:
             latents = latents.reshape(b, n, *latents.shape[1:]).permute(0, 2, 1, 3, 4)  # [B, C, F, h, w]
         captions = ["" if torch.rand(()) < config.caption_dropout else c for c in batch["caption"]]
         cond = embed(captions, video.device)
+        layout = layout_state(batch, captions, latents.shape[-2:]) if config.layout_regions else None
         noise = torch.randn_like(latents)
         if config.noise_offset:
             noise += config.noise_offset * torch.randn(b, latents.shape[1], 1, 1, 1, device=latents.device)
         t = sample_timesteps(b, noise_scheduler.config.num_train_timesteps, config.timestep_power, latents.device)
         noisy = noise_scheduler.add_noise(latents, noise, t)
-        pred = model(noisy, t, encoder_hidden_states=cond).sample
+        if layout is None:
+            pred = model(noisy, t, encoder_hidden_states=cond).sample
+        else:
+            with regional_attention(model, *layout, cfg=False):
+                pred = model(noisy, t, encoder_hidden_states=cond).sample
         target = noise if config.prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, t)
         if not config.snr_gamma:
             return F.mse_loss(pred.float(), target.float())

@@ -1,0 +1,105 @@
+"""Layout of a Shapes-world prompt: two objects, one band each, as regions for regional prompting.
+
+The world lays two objects out in two bands (left/right when one moves vertically, top/bottom when
+one moves horizontally; see t2v.world.shapes). `shapes_regions` reads the object phrases and their
+motion words from a prompt and returns one `Region` per object, so the embedded model's
+cross-attention hears each object's words only in its band (t2v.pipelines.regions):
+
+    >>> regions = shapes_regions("a red square moving right and a blue circle growing on a black background", 16, 64, 64)
+    >>> [r.text for r in regions]
+    ['a red square moving right', 'a blue circle growing']
+
+Prompts that do not name exactly two objects (a colour word each) give None.
+"""
+
+from __future__ import annotations
+
+import re
+
+from t2v.pipelines.regions import Region, band_masks
+from t2v.world.captions import DIRECTIONS, NOVEL_MOTIONS
+from t2v.world.shapes import BACKGROUNDS, COLORS
+
+_BACKGROUND = re.compile(rf"(,| on an?| against an?| over an?) ({'|'.join(BACKGROUNDS)}) (background|backdrop)\s*$")
+_OBJECT_SPLIT = re.compile(r",? and (?=an? )")  # "... and a blue circle", not "... and it rises"
+_LEAD = re.compile(r"^(there is |a clip of )")
+
+
+def _motion_words(axis: tuple[str, ...]) -> set[str]:
+    words = set()
+    for motion in axis:
+        words |= {w for phrase in DIRECTIONS[motion] for w in phrase.split()} - {"to", "the"}
+        words |= {w for pair in NOVEL_MOTIONS[motion] for phrase in pair for w in phrase.split()} - {"to", "the"}
+    return words
+
+
+VERTICAL_WORDS = _motion_words(("up", "down"))
+HORIZONTAL_WORDS = _motion_words(("left", "right"))
+
+
+def object_phrases(prompt: str) -> list[str]:
+    """The object phrases of a Shapes-world prompt, in order (background phrase left out)."""
+    text = _BACKGROUND.sub("", prompt.strip().lower())
+    text = _LEAD.sub("", text)
+    return [p.strip() for p in _OBJECT_SPLIT.split(text) if p.strip()]
+
+
+def _direction(phrases: list[str]) -> str:
+    """The band direction `shapes_regions` uses: rows when an object moves sideways (and none vertically)."""
+    words = {w for p in phrases for w in re.findall(r"[a-z]+", p)}
+    return "rows" if words & HORIZONTAL_WORDS and not words & VERTICAL_WORDS else "columns"
+
+
+def _texts(prompt: str, phrases: list[str]) -> list[str]:
+    """The phrases as they are spelled in the prompt (phrases are lowercased)."""
+    lowered, texts, cursor = prompt.lower(), [], 0
+    for p in phrases:
+        start = lowered.index(p, cursor)
+        texts.append(prompt[start : start + len(p)])
+        cursor = start + len(p)
+    return texts
+
+
+def shapes_regions(prompt: str, num_frames: int, height: int, width: int) -> list[Region] | None:
+    """One Region per object of a two-object prompt (left/top band for the first), else None."""
+    phrases = object_phrases(prompt)
+    if len(phrases) != 2 or any(sum(w in COLORS for w in p.split()) != 1 for p in phrases):
+        return None
+    masks = band_masks(2, _direction(phrases), num_frames, height, width)
+    return [Region(t, m) for t, m in zip(_texts(prompt, phrases), masks)]
+
+
+def clip_regions(caption: str, scene: dict, video) -> list[Region] | None:
+    """Regions for a rendered two-object training clip: its caption's object phrases, each given the
+    half of the frame its object stays in (found by the object's exact colour in `video`, [F, 3, H, W]
+    in [-1, 1]), split the way `shapes_regions` splits when both splits separate the objects. None for
+    one object, or when no split separates them. Trains the layout `shapes_regions` gives at inference."""
+    import torch
+
+    phrases = object_phrases(caption)
+    if len(scene["objects"]) != 2 or len(phrases) != 2:
+        return None
+    frames, _, height, width = video.shape
+    boxes = []  # (x_min, x_max, y_min, y_max) of each object's pixels over the whole clip
+    for p in phrases:
+        colors = [w for w in p.split() if w in COLORS]
+        if len(colors) != 1:
+            return None
+        rgb = torch.tensor(COLORS[colors[0]], dtype=video.dtype) / 127.5 - 1
+        hit = ((video - rgb[:, None, None]).abs().amax(1) < 0.02).any(0)  # [H, W]
+        if not hit.any():
+            return None
+        ys, xs = torch.nonzero(hit, as_tuple=True)
+        boxes.append((int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())))
+    (ax0, ax1, ay0, ay1), (bx0, bx1, by0, by1) = boxes
+    order = {"columns": (ax1 < width // 2 <= bx0, bx1 < width // 2 <= ax0),  # (first object in the first band, in the second)
+             "rows": (ay1 < height // 2 <= by0, by1 < height // 2 <= ay0)}
+    preferred = _direction(phrases)
+    for direction in (preferred, "rows" if preferred == "columns" else "columns"):
+        if any(order[direction]):
+            first, second = band_masks(2, direction, frames, height, width)
+            if order[direction][1]:
+                first, second = second, first
+            texts = _texts(caption, phrases)
+            return [Region(texts[0], first), Region(texts[1], second)]
+    return None
