@@ -145,6 +145,14 @@ def test_seed_is_drawn_reported_and_reproduces(client):
     assert video(a) == video(b) != video(c)
 
 
+def test_regions_job(client):
+    two = dict(prompt="a red box and a blue ball", seed=3, **FAST)
+    jobs = [wait(client, submit(client, **two, **extra)["id"]) for extra in ({}, {"regions": True}, {"regions": False})]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 3, jobs
+    video = lambda job: client.get(job["video_url"]).content  # noqa: E731
+    assert video(jobs[0]) == video(jobs[2]) != video(jobs[1])  # this tiny model's default: no regions
+
+
 def test_storyboard_job(client):
     board = "fps: 5\ntransition_frames: 2\nscenes:\n  - {prompt: a red circle, frames: 3}\n  - {prompt: a blue square, frames: 3}\n"
     done = wait(client, submit(client, storyboard=board, num_inference_steps=2, height=32, width=32, seed=1)["id"])
@@ -168,6 +176,8 @@ BAD = [
     (dict(storyboard="scenes: [{prompt: a, frames: 2}]"), "storyboard", "not both"),
     (dict(num_frames="many"), "num_frames", "valid integer"),
     (dict(frames=3), "frames", "Extra inputs are not permitted"),
+    (dict(regions=True), "regions", "two objects"),  # the prompt names one
+    (dict(prompt="a red box and a blue ball", regions=True, num_frames=20), "regions", "one pass"),
 ]
 
 

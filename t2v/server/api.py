@@ -46,6 +46,7 @@ class JobRequest(BaseModel):
     fps: float | None = Field(None, description="Frames per second of the file (default: the storyboard's, else 8).")
     scheduler: str | None = Field(None, description="dpm++, dpm++-karras, ddim, ddpm, pndm, euler, euler-a, heun, unipc, deis")
     storyboard: str | dict | None = Field(None, description="Instead of a prompt: the content of a storyboard file (YAML or JSON).")
+    regions: bool | None = Field(None, description="A two-object prompt: each object's words heard only in its own half of the frame (default: the model's).")
 
 
 def error_422(field: str, message: str) -> JSONResponse:

@@ -24,13 +24,14 @@ from t2v.generate import GenerateRequest, draw_seed, get_pipeline, run_generate
 from t2v.models.loading import pick_device
 from t2v.pipelines.long_video import MAX_LONG_FRAMES, parse_storyboard
 from t2v.pipelines.schedulers import SCHEDULERS
+from t2v.world.layout import shapes_regions
 from t2v.pipelines.text_to_video import MAX_FRAMES
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_ATTEMPTS = 3  # a job that was interrupted this often (e.g. it kills the server) fails instead of running again
 PARAM_FIELDS = ("prompt", "negative_prompt", "num_frames", "height", "width", "num_inference_steps",
-                "guidance_scale", "seed", "fps", "scheduler", "storyboard")
+                "guidance_scale", "seed", "fps", "scheduler", "storyboard", "regions")
 
 
 @dataclass
@@ -118,6 +119,10 @@ def check_params(body: dict, pipe, limits: Limits) -> dict:
         raise JobError("scheduler", f"unknown scheduler {p['scheduler']!r}; choose one of: {', '.join(SCHEDULERS)}")
     if not (math.isfinite(p["fps"]) and 0 < p["fps"] <= 240):
         raise JobError("fps", f"fps must be a number in (0, 240], got {p['fps']!r}")
+    if p.get("regions") and (board or shapes_regions(p["prompt"], 1, 8, 8) is None):
+        raise JobError("regions", "regions need one prompt naming two objects, each with a colour, joined by 'and'")
+    if p.get("regions") and p["num_frames"] > int(defaults.get("num_frames", 16)):
+        raise JobError("regions", f"regions work in one pass: at most the model's {int(defaults.get('num_frames', 16))} frames")
     p.setdefault("seed", draw_seed())
     if not 0 <= p["seed"] < 2**63:
         raise JobError("seed", f"seed must be in [0, 2**63), got {p['seed']}")
@@ -234,6 +239,7 @@ class JobQueue:
             model=self.model, num_frames=None if board else p["num_frames"], height=p["height"], width=p["width"],
             num_inference_steps=p["num_inference_steps"], guidance_scale=p["guidance_scale"], negative_prompt=p.get("negative_prompt"),
             seed=p["seed"], scheduler=p.get("scheduler"), fps=p["fps"], device=self.device, dtype=self.dtype, overwrite=True, progress=False,
+            regions=p.get("regions"),
         )
         if req.scheduler is None and self.pipe is not None:
             self.pipe.scheduler = self.base_scheduler  # a previous job may have swapped it
