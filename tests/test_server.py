@@ -300,6 +300,11 @@ def test_web_app_submits_to_the_same_queue(server, client):
     assert job["status"] == "succeeded" and job["source"] == "app" and job["seed"] == 3
     assert job["params"]["guidance_scale"] == 7.5 and f'src="/v1/jobs/{job_id}/video"' in html and "?download=1" in html
     assert job_id in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
+    assert job["params"]["regions"] is False  # the checkbox starts at the model's default: off for this tiny model
+    for prompt, regions in (("a red box and a blue ball", True), (PROMPT, False)):  # checked: where they apply
+        html = app.predict(prompt, "", 3, 32, 32, 2, 7.5, 3, 8, True, api_name="/text_to_video")
+        job = client.get(f"/v1/jobs/{html.split('job ')[-1].split('<')[0].strip()}").json()
+        assert job["status"] == "succeeded" and job["params"]["regions"] is regions, job
     board = "scenes:\n  - {prompt: a red circle, frames: 2}\n  - {prompt: a blue square, frames: 2}\n"
     html = app.predict(board, "", 32, 32, 2, 9.0, -1, 0, api_name="/storyboard")  # fps 0: the storyboard's
     job = client.get(f"/v1/jobs/{html.split('job ')[-1].split('<')[0].strip()}").json()

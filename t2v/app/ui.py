@@ -13,6 +13,7 @@ import time
 import gradio as gr
 
 from t2v.server.jobs import JobError, JobQueue, QueueFull
+from t2v.world.layout import shapes_regions
 
 EXAMPLES = [
     "a red circle moving right on a black background",
@@ -81,8 +82,11 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
         return dict(height=int(height), width=int(width), num_inference_steps=int(steps), guidance_scale=float(guidance),
                     seed=None if seed is None or seed < 0 else int(seed), fps=float(fps))
 
-    def text_to_video(prompt, negative, frames, height, width, steps, guidance, seed, fps, progress=gr.Progress()):
+    def text_to_video(prompt, negative, frames, height, width, steps, guidance, seed, fps, regions, progress=gr.Progress()):
         body = dict(prompt=prompt, negative_prompt=negative or None, num_frames=int(frames), **common(height, width, steps, guidance, seed, fps))
+        # checked: regions wherever they apply (a two-object prompt, one pass); unchecked: never
+        body["regions"] = bool(regions) and shapes_regions(prompt or "", 1, 8, 8) is not None and \
+            int(frames) <= int(defaults.get("num_frames", 16))
         return submit(body, progress)
 
     def storyboard(text, negative, height, width, steps, guidance, seed, fps, progress=gr.Progress()):
@@ -117,6 +121,8 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
                                         placeholder=EXAMPLES[0])
                     negative = gr.Textbox(label="Negative prompt", max_length=limits.max_prompt_chars)
                     controls = settings(frames=True)
+                    controls.append(gr.Checkbox(defaults.get("regions") == "shapes", label="Regions: for a prompt naming two "
+                                                "objects, each object's words are heard only in its own half of the frame"))
                     button = gr.Button("Generate", variant="primary", elem_id="t2v-generate")
                     gr.Examples([[e] for e in EXAMPLES], inputs=[prompt])
                 output = gr.HTML(label="Video", elem_id="t2v-output")
