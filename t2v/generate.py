@@ -16,7 +16,7 @@ from t2v.models.loading import load_pipeline, parse_dtype, pick_device
 from t2v.pipelines.schedulers import SCHEDULERS
 from t2v.pipelines.text_to_video import to_uint8
 from t2v.video_io import check_output_path, write_video
-from t2v.world.layout import shapes_regions
+from t2v.world.layout import has_layout, shapes_regions
 
 
 @dataclass
@@ -80,7 +80,7 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
         raise ValueError(f"fps must be a positive number, got {req.fps!r}")
     device = pick_device(req.device)
     parse_dtype(req.dtype, device)
-    if req.regions is True and (req.storyboard is not None or shapes_regions(req.prompt or "", 1, 8, 8) is None):
+    if req.regions is True and (req.storyboard is not None or not has_layout(req.prompt)):
         raise ValueError("regions need one prompt naming two objects, each with a colour, joined by 'and' "
                          "(e.g. 'a red square moving right and a blue circle growing on a black background')")
     seed = draw_seed() if req.seed is None else req.seed
@@ -103,8 +103,8 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
     )
     callback = (lambda i, n, _latents: on_step(i + 1, n)) if on_step else None
     if req.regions is None:  # the model's default: t2v_model.json "defaults": {"regions": "shapes"}
-        kwargs["regions"] = defaults.get("regions") == "shapes" and req.prompt is not None and \
-            shapes_regions(req.prompt, 1, 8, 8) is not None and kwargs["num_frames"] <= int(defaults.get("num_frames", 16))
+        native = int(defaults.get("num_frames", 16))
+        kwargs["regions"] = defaults.get("regions") == "shapes" and has_layout(req.prompt) and kwargs["num_frames"] <= native
     else:
         kwargs["regions"] = req.regions
 

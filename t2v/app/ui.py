@@ -13,7 +13,7 @@ import time
 import gradio as gr
 
 from t2v.server.jobs import JobError, JobQueue, QueueFull
-from t2v.world.layout import shapes_regions
+from t2v.world.layout import has_layout
 
 EXAMPLES = [
     "a red circle moving right on a black background",
@@ -85,7 +85,7 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
     def text_to_video(prompt, negative, frames, height, width, steps, guidance, seed, fps, regions, progress=gr.Progress()):
         body = dict(prompt=prompt, negative_prompt=negative or None, num_frames=int(frames), **common(height, width, steps, guidance, seed, fps))
         # checked: regions wherever they apply (a two-object prompt, one pass); unchecked: never
-        body["regions"] = bool(regions) and shapes_regions(prompt or "", 1, 8, 8) is not None and \
+        body["regions"] = bool(regions) and has_layout(prompt) and \
             int(frames) <= int(defaults.get("num_frames", 16))
         return submit(body, progress)
 

@@ -24,7 +24,7 @@ from t2v.generate import GenerateRequest, draw_seed, get_pipeline, run_generate
 from t2v.models.loading import pick_device
 from t2v.pipelines.long_video import MAX_LONG_FRAMES, parse_storyboard
 from t2v.pipelines.schedulers import SCHEDULERS
-from t2v.world.layout import shapes_regions
+from t2v.world.layout import has_layout
 from t2v.pipelines.text_to_video import MAX_FRAMES
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -119,7 +119,7 @@ def check_params(body: dict, pipe, limits: Limits) -> dict:
         raise JobError("scheduler", f"unknown scheduler {p['scheduler']!r}; choose one of: {', '.join(SCHEDULERS)}")
     if not (math.isfinite(p["fps"]) and 0 < p["fps"] <= 240):
         raise JobError("fps", f"fps must be a number in (0, 240], got {p['fps']!r}")
-    if p.get("regions") and (board or shapes_regions(p["prompt"], 1, 8, 8) is None):
+    if p.get("regions") and (board or not has_layout(p["prompt"])):
         raise JobError("regions", "regions need one prompt naming two objects, each with a colour, joined by 'and'")
     if p.get("regions") and p["num_frames"] > int(defaults.get("num_frames", 16)):
         raise JobError("regions", f"regions work in one pass: at most the model's {int(defaults.get('num_frames', 16))} frames")

@@ -60,10 +60,19 @@ def _texts(prompt: str, phrases: list[str]) -> list[str]:
     return texts
 
 
+def _two_objects(phrases: list[str]) -> bool:
+    return len(phrases) == 2 and all(sum(w in COLORS for w in p.split()) == 1 for p in phrases)
+
+
+def has_layout(prompt: str | None) -> bool:
+    """Whether `shapes_regions` lays the prompt out: two object phrases joined by "and", a colour each."""
+    return prompt is not None and _two_objects(object_phrases(prompt))
+
+
 def shapes_regions(prompt: str, num_frames: int, height: int, width: int) -> list[Region] | None:
     """One Region per object of a two-object prompt (left/top band for the first), else None."""
     phrases = object_phrases(prompt)
-    if len(phrases) != 2 or any(sum(w in COLORS for w in p.split()) != 1 for p in phrases):
+    if not _two_objects(phrases):
         return None
     masks = band_masks(2, _direction(phrases), num_frames, height, width)
     return [Region(t, m) for t, m in zip(_texts(prompt, phrases), masks)]
