@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -79,7 +80,7 @@ def generate(
 
 @app.command()
 def story(
-    storyboard: Path = typer.Argument(..., help="A storyboard file (.yaml or .json): fps, scenes with prompt and frames."),
+    storyboard: Path = typer.Argument(..., help="A storyboard file (.yaml or .json): fps, transition_frames, scenes with prompt, frames (and their own transition_frames)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (.mp4 .webm .gif .npy or a folder)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or Hub id (default: the embedded model)."),
     height: Optional[int] = typer.Option(None, "--height"),
@@ -90,6 +91,7 @@ def story(
     seed: Optional[int] = typer.Option(None, "--seed"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler"),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frames per second (default: the storyboard's, else 8)."),
+    transition_frames: Optional[int] = typer.Option(None, "--transition-frames", help="Frames blended across each cut (default: the storyboard's, else 8; a scene's own transition_frames wins)."),
     device: str = typer.Option("auto", "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype"),
     overwrite: bool = typer.Option(False, "--overwrite"),
@@ -101,6 +103,10 @@ def story(
 
     try:
         board = load_storyboard(storyboard)
+        if transition_frames is not None:
+            if transition_frames < 0:
+                raise ValueError(f"--transition-frames must be >= 0, got {transition_frames}")
+            board = dataclasses.replace(board, transition_frames=transition_frames)
         request = GenerateRequest(
             prompt=None, storyboard=board, output=output, model=model, height=height, width=width,
             num_inference_steps=steps, guidance_scale=guidance, negative_prompt=negative, seed=seed, scheduler=scheduler,
@@ -169,6 +175,7 @@ def eval_(
     prompts: int = typer.Option(48, "--prompts", help="Prompts per set (seen, held-out, novel phrasing); 0 skips."),
     seeds: int = typer.Option(2, "--seeds", help="Seeds per prompt."),
     storyboards: int = typer.Option(0, "--storyboards", help="Also judge N 4-scene storyboards (16 frames a scene) and their jumps."),
+    storyboard_backgrounds: str = typer.Option("both", "--storyboard-backgrounds", help="Storyboards whose scenes each draw a background ('mixed'), share one ('shared'), or 'both' (N of each)."),
     long: int = typer.Option(0, "--long", help="Also measure jumps in N single-prompt 64-frame videos."),
     steps: Optional[int] = typer.Option(None, "--steps"),
     guidance: Optional[float] = typer.Option(None, "--guidance"),
@@ -182,6 +189,8 @@ def eval_(
 
     if min(prompts, storyboards, long) < 0 or seeds < 1 or batch_size < 1:
         fail(f"--prompts/--storyboards/--long must be >= 0, --seeds/--batch-size >= 1; got {prompts}, {storyboards}, {long}, {seeds}, {batch_size}")
+    if storyboard_backgrounds not in ("mixed", "shared", "both"):
+        fail(f"--storyboard-backgrounds must be mixed, shared or both, got {storyboard_backgrounds!r}")
     try:
         pipe = load_pipeline(model, device=device)
     except ValueError as e:
@@ -196,8 +205,10 @@ def eval_(
     report = {"results": [], "summary": {}}
     if prompts:
         report = evaluate(pipe, eval_prompts(prompts), seeds=tuple(range(seeds)), batch_size=batch_size, regions=regions, **gen)
-    if storyboards:
-        report["storyboards"] = evaluate_storyboards(pipe, storyboards, **gen)
+    if storyboards and storyboard_backgrounds in ("mixed", "both"):
+        report["storyboards"] = evaluate_storyboards(pipe, storyboards, backgrounds="mixed", **gen)
+    if storyboards and storyboard_backgrounds in ("shared", "both"):
+        report["storyboards_shared"] = evaluate_storyboards(pipe, storyboards, backgrounds="shared", **gen)
     if long:
         report["long"] = evaluate_long(pipe, eval_prompts(long)[:long], **gen)
     report["seconds"] = round(time.time() - start, 2)  # the whole evaluation

@@ -4,6 +4,7 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from t2v.eval.run import eval_prompts, evaluate, write_report
 from t2v.world import GRAMMAR_WORDS, render, scene_is_held_out
@@ -70,8 +71,39 @@ def test_storyboard_and_long_evaluation_run(pipe):
     assert sb["summary"]["max_jump_ratio_max"] >= 0
     row = sb["results"][0]  # inside scenes: a subset of the frame pairs, over the same median
     assert 0 <= row["max_jump_ratio_inside_scenes"] <= row["max_jump_ratio"] + 1e-6
+    assert 0 <= row["bound_jump_ratio"] <= row["max_jump_ratio"] + 1e-6  # the video's own transitions are among those bounded
+    shared = evaluate_storyboards(pipe, n=1, scene_frames=4, transition_frames=2, progress=False, backgrounds="shared", num_inference_steps=1)
+    assert shared["summary"]["backgrounds"] == "shared" and shared["summary"]["scenes"] == 4
     lg = evaluate_long(pipe, eval_prompts(1)[:1], num_frames=8, progress=False, num_inference_steps=1)
     assert lg["summary"]["videos"] == 1 and lg["summary"]["num_frames"] == 8
+
+
+def test_shared_background_storyboards():
+    from t2v.eval.run import storyboard_scenes
+
+    boards = storyboard_scenes(6, backgrounds="shared")
+    assert all(len(b) == 4 and len({s.background for s in b}) == 1 and all(len(s.objects) == 1 for s in b) for b in boards)
+    assert len({b[0].background for b in boards}) > 1 and boards == storyboard_scenes(6, backgrounds="shared")
+    assert any(len({s.background for s in b}) > 1 for b in storyboard_scenes(6))  # "mixed" (the default) changes backgrounds
+    with pytest.raises(ValueError, match="backgrounds must be one of"):
+        storyboard_scenes(1, backgrounds="same")
+
+
+def test_dissolve_bound_is_reached_by_a_linear_crossfade_only():
+    from t2v.eval.analyse import frame_changes
+    from t2v.eval.run import dissolve_bound
+
+    a, b = np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 240, np.uint8)
+    steps = 12
+    fade = np.stack([np.round(a + (b.astype(float) - a) * t / steps).astype(np.uint8) for t in range(steps + 1)])
+    assert dissolve_bound([(a, b, steps)]) == pytest.approx(20.0)
+    assert frame_changes(fade).max() == pytest.approx(20.0)  # the crossfade meets the bound
+    cut = np.stack([a] * 6 + [b] * 7)
+    assert frame_changes(cut).max() == pytest.approx(240.0) and dissolve_bound([(a, b, steps)]) < 240
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # any path between a and b: its largest step is at least the bound
+        path = np.concatenate([a[None], rng.integers(0, 256, (steps - 1, 8, 8, 3), dtype=np.uint8), b[None]])
+        assert frame_changes(path).max() >= dissolve_bound([(a, b, steps)]) - 1e-6
 
 
 def test_cli_eval_writes_report(model_dir, tmp_path):

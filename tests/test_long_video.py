@@ -43,6 +43,11 @@ def test_scene_mix_blends_inside_transitions():
     assert np.diff(mix[:, 1]).min() >= 0
     hard = scene_mix([Scene("a", 3), Scene("b", 2)], transition_frames=0)
     np.testing.assert_array_equal(hard, [[1, 0], [1, 0], [1, 0], [0, 1], [0, 1]])
+    # a scene's own transition_frames sets the cut before it; the others keep the call's
+    mixed = scene_mix([Scene("a", 16), Scene("b", 16, transition_frames=16), Scene("c", 16)], transition_frames=4)
+    blended = ((mixed > 0).sum(1) > 1).nonzero()[0].tolist()
+    assert blended == list(range(8, 24)) + list(range(30, 34))
+    np.testing.assert_allclose(np.diff(mixed[8:24, 1]), 1 / 16, atol=1e-6)  # a linear ramp: the same step every frame
 
 
 def _coef_sum(plan, n):
@@ -143,6 +148,16 @@ def test_dissolve_crossfades_two_versions_of_each_blended_frame(long):
         torch.testing.assert_close(mixed[:, :, f], dec[:, :, f])
 
 
+def test_a_scenes_own_transition_sets_its_cut(long):
+    """Scene c's transition_frames=0 makes a hard cut before it; the cut before b keeps the call's 4."""
+    scenes = [Scene("a red circle", 6), Scene("a blue square", 6), Scene("a green square", 6, transition_frames=0)]
+    seen = {}
+    decode = long.decode_latents
+    long.decode_latents = lambda z: seen.setdefault("decoded", decode(z))
+    long(scenes=scenes, transition_frames=4, window_size=4, window_overlap=2, **FAST, seed=0)
+    assert seen["decoded"].shape[2] == 18 + 4  # the other scene's versions of frames 4-7 only
+
+
 def test_noise_rescheduling_reuses_shuffled_earlier_noise():
     noise = torch.randn(1, 2, 20, 3, 3, generator=torch.Generator().manual_seed(0))
     out = reschedule_noise(noise, window=8, stride=4, generator=torch.Generator().manual_seed(1))
@@ -221,6 +236,8 @@ def test_callback_and_progress_cover_every_window(long, capsys):
     (dict(prompt="x", scenes=[Scene("y", 4)]), "either prompt .* or scenes"),
     (dict(scenes=[]), "scenes is empty"),
     (dict(scenes=[Scene("a", 4), Scene("b", 0)]), "scene 2: 'frames' must be >= 1, got 0"),
+    (dict(scenes=[Scene("a", 4), Scene("b", 4, transition_frames=-1)]), "scene 2: 'transition_frames' must be an integer >= 0, got -1"),
+    (dict(scenes=[Scene("a", 4, transition_frames=2), Scene("b", 4)]), "scene 1: 'transition_frames' blends a scene with the one before it"),
     (dict(scenes=[Scene(" ", 4)]), "scene 1: 'prompt' is empty"),
     (dict(prompt="x", num_frames=8, window_overlap=4), "window_overlap must be an integer in \\[0, window_size - 1\\] = \\[0, 3\\], got 4"),
     (dict(prompt="x", num_frames=0), "num_frames must be an integer in"),
@@ -240,6 +257,8 @@ def test_storyboard_file_parsing(tmp_path):
     assert board.num_frames == 64 and board.fps == 8 and board.scenes[1].prompt == "a blue square moving up"
     (tmp_path / "s.json").write_text(json.dumps({"scenes": [{"prompt": "x", "frames": 3}], "transition_frames": 0}))
     assert load_storyboard(tmp_path / "s.json").transition_frames == 0
+    path.write_text("scenes:\n  - prompt: a\n    frames: 16\n  - prompt: b\n    frames: 16\n    transition_frames: 12\n")
+    assert [s.transition_frames for s in load_storyboard(path).scenes] == [None, 12]
 
 
 @pytest.mark.parametrize("data,message", [
@@ -255,6 +274,9 @@ def test_storyboard_file_parsing(tmp_path):
     ({"scenes": [{"prompt": "a", "frames": 4}], "fps": "fast"}, "'fps' has the wrong type"),
     ({"scenes": [{"prompt": "a", "frames": 4}], "fps": 0}, "'fps' must be a positive number"),
     ({"scenes": [{"prompt": "a", "frames": True}]}, "scene 1: 'frames' must be an integer"),
+    ({"scenes": [{"prompt": "a", "frames": 4}, {"prompt": "b", "frames": 4, "transition_frames": -2}]}, "scene 2: 'transition_frames' must be an integer >= 0, got -2"),
+    ({"scenes": [{"prompt": "a", "frames": 4}, {"prompt": "b", "frames": 4, "transition_frames": "slow"}]}, "scene 2: 'transition_frames' must be an integer, got 'slow'"),
+    ({"scenes": [{"prompt": "a", "frames": 4, "transition_frames": 2}, {"prompt": "b", "frames": 4}]}, "scene 1: 'transition_frames' blends a scene with the one before it"),
 ])
 def test_bad_storyboards(data, message):
     with pytest.raises(ValueError, match=message):
@@ -274,6 +296,25 @@ def test_cli_story_and_long_generate(model_dir, tmp_path):
     r = runner.invoke(app, ["generate", "a red circle", "-o", str(out2), "--model", str(model_dir), "--frames", "40", "--steps", "1", "--height", "32", "--width", "32", "-q"])
     assert r.exit_code == 0, r.output
     assert read_video(out2)[0].shape[0] == 40
+
+    # --transition-frames overrides the file's; a scene's own transition_frames still wins
+    captured = {}
+    original = LongVideoPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        captured["transition"], captured["own"] = kwargs["transition_frames"], [s.transition_frames for s in kwargs["scenes"]]
+        return original(self, *args, **kwargs)
+
+    board.write_text(yaml.safe_dump({"transition_frames": 2, "scenes": [{"prompt": "a", "frames": 4}, {"prompt": "b", "frames": 4},
+                                                                       {"prompt": "c", "frames": 4, "transition_frames": 0}]}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LongVideoPipeline, "__call__", spy)
+        r = runner.invoke(app, ["story", str(board), "-o", str(tmp_path / "t.npy"), "--model", str(model_dir), "--steps", "1", "--height", "32",
+                                "--width", "32", "--transition-frames", "6", "-q"])
+    assert r.exit_code == 0, r.output
+    assert captured == {"transition": 6, "own": [None, None, 0]}
+    r = runner.invoke(app, ["story", str(board), "-o", str(tmp_path / "t2.npy"), "--model", str(model_dir), "--transition-frames", "-1"])
+    assert r.exit_code == 2 and "--transition-frames must be >= 0, got -1" in r.output
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("scenes:\n  - prompt: x\n    frames: 0\n")
