@@ -54,9 +54,9 @@ SCENES = [
 def test_videos_follow_their_prompts(default_pipe):
     """Judged by image analysis over 6 prompts x 2 seeds; deterministic for the shipped weights.
 
-    Measured for the shipped model (stage 6 with the decoder's refiner, guidance 5, see MODEL_CARD.md):
-    12/12 backgrounds, 12/12 colours, 9/12 shapes (two small squares and a small triangle drawn as other
-    shapes), 12/12 motions (directions included), 9/12 all-correct; stage 5 got 12, 12, 12, 11, 11;
+    Measured for the shipped model (stage 7 with the decoder's refiner, guidance 5, see MODEL_CARD.md):
+    12/12 backgrounds, 12/12 colours, 11/12 shapes (a small square drawn as another shape), 12/12
+    motions (directions included), 11/12 all-correct; stage 6 got 12, 12, 9, 12, 9; stage 5 got 12, 12, 12, 11, 11;
     stage 4 got 4/12 motions; a UNet with random weights (same config and frame
     positions, torch seed 0) gets 4/12 backgrounds and 0/12 of the rest. The thresholds sit one
     verdict below the measured figures, so a broken model or pipeline fails.
@@ -71,8 +71,8 @@ def test_videos_follow_their_prompts(default_pipe):
     shape = np.mean([v["shape"] for v in verdicts])
     motion = np.mean([v["motion"] for v in verdicts])
     all_correct = np.mean([v["all_correct"] for v in verdicts])
-    assert background >= 11 / 12 and colour >= 11 / 12 and shape >= 8 / 12, json.dumps(verdicts)
-    assert motion >= 11 / 12 and all_correct >= 8 / 12, json.dumps(verdicts)
+    assert background >= 11 / 12 and colour >= 11 / 12 and shape >= 10 / 12, json.dumps(verdicts)
+    assert motion >= 11 / 12 and all_correct >= 10 / 12, json.dumps(verdicts)
 
 
 def test_embedded_model_has_frame_positions(default_pipe):
@@ -89,25 +89,27 @@ def test_different_prompts_different_videos(default_pipe):
 
 def test_storyboards_dissolve_and_follow_their_scenes(default_pipe):
     """Two 4-scene storyboards of the eval (16 frames a scene, 8 transition frames), each scene judged
-    on its own frames. Measured with the shipped model (stage 6): 6/8 scenes all-correct (over the eval's
-    8 boards: 27/32), max jump ratio 5.02 and 2.65 (inside scenes at most 1.36); stage 5: 8/8, 5.34 and
+    on its own frames. Measured with the shipped model (stage 7): 7/8 scenes all-correct (over the eval's
+    8 boards: 29/32), max jump ratio 5.18 and 2.85 (inside scenes at most 1.55); stage 6: 6/8, 5.02 and
+    2.65; stage 5: 8/8, 5.34 and
     2.88; stage 5 mixing the scenes' predictions instead of dissolving (scene_blend="prediction"): 7/8,
     37.9 and 21.7 (the background flips within a frame or two)."""
     from t2v.eval.run import evaluate_storyboards
 
     r = evaluate_storyboards(default_pipe, 2, progress=False, num_inference_steps=25, guidance_scale=5.0)["summary"]
-    assert r["scene_all_correct"] >= 5 / 8, r
+    assert r["scene_all_correct"] >= 6 / 8, r
     assert r["max_jump_ratio_max"] <= 8 and r["max_jump_ratio_inside_scenes_max"] <= 3, r
 
 
 def test_two_object_prompts_follow_their_prompts_with_regions(default_pipe):
     """The 18 seen two-object prompts of the eval, seed 0, judged from the frames. Measured with the
-    shipped model: 12/18 all-correct and 16/18 right counts with regions (its default), 1/18 and 6/18
-    without; stage 5 got 1/18 plain and 6/18 with regions. The threshold sits well above what the
-    model does without regions, so losing the regions (or the layout-trained UNet) fails."""
+    shipped model (stage 7): 10/18 all-correct and 15/18 right counts with regions (its default), 0/18
+    and 6/18 without; stage 6 got 12/18 and 16/18 with regions (over both eval seeds stage 7 has 24/36,
+    stage 6 26/36); stage 5 got 1/18 plain and 6/18 with regions. The threshold sits well above what
+    the model does without regions, so losing the regions (or the layout-trained UNet) fails."""
     from t2v.eval.run import eval_prompts, evaluate
 
     prompts = [p for p in eval_prompts(48) if p.split == "seen" and len(p.scene.objects) == 2]
     assert len(prompts) == 18
     r = evaluate(default_pipe, prompts, seeds=(0,), progress=False, regions=True, guidance_scale=5.0)["summary"]["seen"]
-    assert r["all_correct"] >= 10 / 18 and r["count"] >= 14 / 18, r
+    assert r["all_correct"] >= 8 / 18 and r["count"] >= 13 / 18, r

@@ -19,10 +19,10 @@ overlapping windows of that length, FreeNoise-style:
     one between similar scenes).
     A linear crossfade is the smoothest a transition can be: between frames a and b that are N
     changes apart, the largest change is at least mean|b - a| / N (`t2v.eval.run.dissolve_bound`),
-    and a crossfade changes every frame by exactly that. A black-to-white cut over 8 frames thus
-    changes at least 29 levels of 255 per frame, whatever the method.
-Measured on the embedded model (its stage-5 UNet; the stage-6 UNet shipped since gives the dissolve
-84%, 3.14, worst 5.10 at seed 0) over the 8 storyboards of `t2v.eval.run.evaluate_storyboards`
+    and a crossfade changes every frame by exactly that. A black-to-white cut with 8 transition
+    frames (9 frame steps) thus changes nearly 255 / 9 = 28 levels per frame, whatever the method.
+Measured on the embedded model (its stage-5 UNet; with the stage-6 UNet the dissolve gives 84%,
+3.14, worst 5.10 at seed 0, with the stage-7 UNet shipped since 91%, 3.08, worst 5.33) over the 8 storyboards of `t2v.eval.run.evaluate_storyboards`
 (guidance 5; seeds 0 / 100): scenes all-correct, max jump ratio over the whole video (median):
   - "dissolve": 91% / 88%, 3.03 / 3.13 (worst 5.34 / 5.67; inside scenes: 1.18 / 1.21, worst 1.84 / 1.88);
   - "prediction" (frames mix the scenes' noise predictions, windows aligned, `plan_passes`):
