@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from t2v.cli import app
 from t2v.pipelines.long_video import (
-    LongVideoPipeline, Scene, load_storyboard, parse_storyboard, plan_dissolve, plan_passes, reschedule_noise, scene_mix, windows,
+    LongVideoPipeline, Scene, load_storyboard, parse_storyboard, plan_dissolve, plan_passes, reschedule_noise,
+    reschedule_scene_noise, scene_mix, windows,
 )
 from t2v.video_io import read_video
 
@@ -167,6 +168,29 @@ def test_noise_rescheduling_reuses_shuffled_earlier_noise():
         earlier = out[:, :, start - 8 : start - 4]
         # the block is a permutation of the frames one window earlier
         assert sorted(block.sum(dim=(0, 1, 3, 4)).tolist()) == pytest.approx(sorted(earlier.sum(dim=(0, 1, 3, 4)).tolist()))
+
+
+def test_scene_noise_is_rescheduled_within_each_scene_only():
+    noise = torch.randn(1, 2, 28, 3, 3, generator=torch.Generator().manual_seed(0))
+    out = reschedule_scene_noise(noise, [8, 20], window=8, stride=4, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out[:, :, :16], noise[:, :, :16])  # each scene's first window: its own fresh noise
+    sums = lambda x: sorted(x.sum(dim=(0, 1, 3, 4)).tolist())  # noqa: E731
+    for start in (16, 20, 24):  # past its first window, the long scene reuses its own earlier noise
+        assert sums(out[:, :, start : start + 4]) == pytest.approx(sums(out[:, :, start - 8 : start - 4]))
+    whole = reschedule_noise(noise, window=8, stride=4, generator=torch.Generator().manual_seed(1))
+    assert sums(whole[:, :, 8:12]) == pytest.approx(sums(noise[:, :, :4]))  # across the video: scene 2 starts from scene 1's noise
+    one = reschedule_scene_noise(noise, [28], window=8, stride=4, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(one, whole)  # one prompt: exactly FreeNoise
+
+
+def test_noise_per_scene_changes_storyboards_only(long):
+    scenes = [Scene("a red circle", 6), Scene("a blue square", 6)]
+    kw = dict(window_size=4, window_overlap=2, **FAST, seed=0)
+    own, across = (long(scenes=scenes, noise_per_scene=flag, **kw).frames[0] for flag in (True, False))
+    np.testing.assert_allclose(own[:4], across[:4], atol=1e-6)  # the first window's noise is the same
+    assert np.abs(own[6:] - across[6:]).mean() > 1e-3
+    one, one_across = (long("a red circle", num_frames=12, noise_per_scene=flag, **kw).frames[0] for flag in (True, False))
+    np.testing.assert_allclose(one, one_across, atol=1e-6)
 
 
 def test_one_window_equals_the_plain_pipeline(pipe, long):
