@@ -24,6 +24,13 @@ world_app = typer.Typer(no_args_is_help=True, help="The synthetic Shapes world t
 app.add_typer(world_app, name="world")
 
 
+def transition_option(value: str) -> int | str:
+    """--transition-frames: an integer >= 0 or 'auto'."""
+    if value != "auto" and not (value.isdigit() and value.isascii()):
+        raise ValueError(f"--transition-frames must be an integer >= 0 or 'auto', got {value!r}")
+    return value if value == "auto" else int(value)
+
+
 def fail(message: str, code: int = 2):
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
@@ -91,7 +98,7 @@ def story(
     seed: Optional[int] = typer.Option(None, "--seed"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler"),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frames per second (default: the storyboard's, else 8)."),
-    transition_frames: Optional[int] = typer.Option(None, "--transition-frames", help="Frames blended across each cut (default: the storyboard's, else 8; a scene's own transition_frames wins)."),
+    transition_frames: Optional[str] = typer.Option(None, "--transition-frames", help="Frames blended across each cut, or 'auto' (the shortest smooth dissolve; default: the storyboard's, else 8; a scene's own transition_frames wins)."),
     device: str = typer.Option("auto", "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype"),
     overwrite: bool = typer.Option(False, "--overwrite"),
@@ -104,9 +111,7 @@ def story(
     try:
         board = load_storyboard(storyboard)
         if transition_frames is not None:
-            if transition_frames < 0:
-                raise ValueError(f"--transition-frames must be >= 0, got {transition_frames}")
-            board = dataclasses.replace(board, transition_frames=transition_frames)
+            board = dataclasses.replace(board, transition_frames=transition_option(transition_frames))
         request = GenerateRequest(
             prompt=None, storyboard=board, output=output, model=model, height=height, width=width,
             num_inference_steps=steps, guidance_scale=guidance, negative_prompt=negative, seed=seed, scheduler=scheduler,
@@ -176,6 +181,8 @@ def eval_(
     seeds: int = typer.Option(2, "--seeds", help="Seeds per prompt."),
     storyboards: int = typer.Option(0, "--storyboards", help="Also judge N 4-scene storyboards (16 frames a scene) and their jumps."),
     storyboard_backgrounds: str = typer.Option("both", "--storyboard-backgrounds", help="Storyboards whose scenes each draw a background ('mixed'), share one ('shared'), or 'both' (N of each)."),
+    scene_frames: int = typer.Option(16, "--scene-frames", help="Frames per storyboard scene."),
+    transition_frames: str = typer.Option("8", "--transition-frames", help="Storyboard transition frames per cut, or 'auto'."),
     long: int = typer.Option(0, "--long", help="Also measure jumps in N single-prompt 64-frame videos."),
     steps: Optional[int] = typer.Option(None, "--steps"),
     guidance: Optional[float] = typer.Option(None, "--guidance"),
@@ -191,6 +198,12 @@ def eval_(
         fail(f"--prompts/--storyboards/--long must be >= 0, --seeds/--batch-size >= 1; got {prompts}, {storyboards}, {long}, {seeds}, {batch_size}")
     if storyboard_backgrounds not in ("mixed", "shared", "both"):
         fail(f"--storyboard-backgrounds must be mixed, shared or both, got {storyboard_backgrounds!r}")
+    if scene_frames < 1:
+        fail(f"--scene-frames must be >= 1, got {scene_frames}")
+    try:
+        board = dict(scene_frames=scene_frames, transition_frames=transition_option(transition_frames))
+    except ValueError as e:
+        fail(str(e))
     try:
         pipe = load_pipeline(model, device=device)
     except ValueError as e:
@@ -206,9 +219,9 @@ def eval_(
     if prompts:
         report = evaluate(pipe, eval_prompts(prompts), seeds=tuple(range(seeds)), batch_size=batch_size, regions=regions, **gen)
     if storyboards and storyboard_backgrounds in ("mixed", "both"):
-        report["storyboards"] = evaluate_storyboards(pipe, storyboards, backgrounds="mixed", **gen)
+        report["storyboards"] = evaluate_storyboards(pipe, storyboards, backgrounds="mixed", **board, **gen)
     if storyboards and storyboard_backgrounds in ("shared", "both"):
-        report["storyboards_shared"] = evaluate_storyboards(pipe, storyboards, backgrounds="shared", **gen)
+        report["storyboards_shared"] = evaluate_storyboards(pipe, storyboards, backgrounds="shared", **board, **gen)
     if long:
         report["long"] = evaluate_long(pipe, eval_prompts(long)[:long], **gen)
     report["seconds"] = round(time.time() - start, 2)  # the whole evaluation

@@ -89,8 +89,10 @@ def test_different_prompts_different_videos(default_pipe):
 
 def test_storyboards_dissolve_and_follow_their_scenes(default_pipe):
     """Two 4-scene storyboards of the eval (16 frames a scene, 8 transition frames), each scene judged
-    on its own frames. Measured with the shipped model (stage 7, noise per scene): 7/8 scenes all-correct
-    (over the eval's 8 boards: 29/32), max jump ratio 5.20 and 2.57 (inside scenes at most 1.83); with the
+    on its own frames. Measured with the shipped model (stage 7, noise per scene, equal crossfade steps):
+    7/8 scenes all-correct (over the eval's 8 boards: 29/32), max jump ratio 4.65 and 2.20 (inside scenes at
+    most 1.78; the least any 8-frame transition could have: 3.90 and 1.61); with the ramp through the
+    frames' centres (largest step 9/8 of the equal one) 7/8, 5.20 and 2.57; with the
     noise rescheduled across the video 7/8, 5.18 and 2.85; stage 6: 6/8, 5.02 and
     2.65; stage 5: 8/8, 5.34 and
     2.88; stage 5 mixing the scenes' predictions instead of dissolving (scene_blend="prediction"): 7/8,

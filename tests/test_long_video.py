@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from t2v.cli import app
 from t2v.pipelines.long_video import (
-    LongVideoPipeline, Scene, load_storyboard, parse_storyboard, plan_dissolve, plan_passes, reschedule_noise,
-    reschedule_scene_noise, scene_mix, windows,
+    LongVideoPipeline, Scene, auto_cap, choose_transitions, crossfade, load_storyboard, parse_storyboard, plan_dissolve,
+    plan_passes, reschedule_noise, reschedule_scene_noise, resolve_transitions, scene_mix, windows,
 )
 from t2v.video_io import read_video
 
@@ -48,7 +48,9 @@ def test_scene_mix_blends_inside_transitions():
     mixed = scene_mix([Scene("a", 16), Scene("b", 16, transition_frames=16), Scene("c", 16)], transition_frames=4)
     blended = ((mixed > 0).sum(1) > 1).nonzero()[0].tolist()
     assert blended == list(range(8, 24)) + list(range(30, 34))
-    np.testing.assert_allclose(np.diff(mixed[8:24, 1]), 1 / 16, atol=1e-6)  # a linear ramp: the same step every frame
+    # a linear ramp: the same step every frame, from the last frame of a alone to the first of b alone
+    np.testing.assert_allclose(np.diff(mixed[7:25, 1]), 1 / 17, atol=1e-6)
+    np.testing.assert_allclose(np.diff(mix[5:11, 1]), 1 / 5, atol=1e-6)
 
 
 def _coef_sum(plan, n):
@@ -159,6 +161,71 @@ def test_a_scenes_own_transition_sets_its_cut(long):
     assert seen["decoded"].shape[2] == 18 + 4  # the other scene's versions of frames 4-7 only
 
 
+def _two_versions(backgrounds: list[float], frames: int, cap: int, motion: float):
+    """Decoded versions [1, 1, n + extra, 2, 2] of a storyboard with flat backgrounds and a pixel that
+    toggles by 4 x motion every frame (so every change inside a scene is `motion`), planned for the
+    cap; each other scene's version of a frame is that frame with the other scene's background."""
+    scenes = [Scene(str(i), frames, None if i == 0 else cap) for i in range(len(backgrounds))]
+    _, extra = plan_dissolve(scene_mix(scenes, 0), 4, 2)
+    n = frames * len(backgrounds)
+    owner = np.repeat(np.arange(len(backgrounds)), frames)
+    video = torch.zeros(1, 1, n + len(extra), 2, 2)
+    for i, (f, k) in enumerate([(f, owner[f]) for f in range(n)] + extra):
+        video[0, 0, i] = backgrounds[k]
+        video[0, 0, i, 0, 0] += 4 * motion * (f % 2)
+    return scenes, extra, video
+
+
+def test_auto_transitions_take_the_shortest_smooth_dissolve():
+    """A cut between backgrounds 0.5 apart with changes of 0.04 inside the scenes: a crossfade over t
+    frames changes a frame by 0.5 / (t + 1) + 0.04 here, so <= 2.5 x 0.04 needs t >= 8 (t = 6 gives
+    0.111); a cut between backgrounds 0.05 apart is smooth at once (t = 2); a cut too large for the
+    longest transition the scenes allow takes that longest one."""
+    scenes, extra, video = _two_versions([0.0, 0.5, 0.55], 32, 16, motion=0.04)
+    chosen = choose_transitions(video, scenes, [1, 2], extra)
+    assert [s.transition_frames for s in chosen] == [None, 8, 2]
+    mix = scene_mix(chosen, 0)
+    seg = crossfade(video, mix, extra, range(96))[0, 0]
+    change = (seg[1:] - seg[:-1]).abs().mean(dim=(1, 2))
+    assert change.max() <= 2.5 * 0.04 + 1e-6  # every change within the aim, the cuts included
+    assert (mix[:28, 0] == 1).all() and 0 < mix[28, 1] < mix[35, 1] < 1 and mix[36, 1] == 1  # blended over frames 28-35 only
+    assert ((mix > 0).sum(1) > 1).sum() == 8 + 2
+    scenes, extra, video = _two_versions([0.0, 1.0], 32, 16, motion=0.01)  # needs t ~ 40: the cap, 16, is the smoothest allowed
+    assert [s.transition_frames for s in choose_transitions(video, scenes, [1], extra)] == [None, 16]
+
+
+def test_auto_caps_and_resolution():
+    assert auto_cap(Scene("a", 16), Scene("b", 16)) == 8 and auto_cap(Scene("a", 32), Scene("b", 64)) == 16
+    assert auto_cap(Scene("a", 3), Scene("b", 40)) == 0
+    planned, auto = resolve_transitions([Scene("a", 32), Scene("b", 32, transition_frames=4), Scene("c", 16)], "auto")
+    assert [s.transition_frames for s in planned] == [None, 4, 8] and auto == [2]  # a scene's own length wins
+    planned, auto = resolve_transitions([Scene("a", 32), Scene("b", 32, transition_frames="auto"), Scene("c", 16)], 6)
+    assert [s.transition_frames for s in planned] == [None, 16, 6] and auto == [1]
+
+
+def test_auto_transition_in_the_pipeline(long):
+    """The other scene's versions are drawn for the longest transition (a quarter of each 8-frame
+    scene on each side: 4 frames); the video blends exactly the chosen frames, and every other frame
+    is the frame a hard cut gives (its own version does not depend on the transition)."""
+    scenes = [Scene("a red circle", 8), Scene("a blue square", 8)]
+    seen = {}
+    decode = long.decode_latents
+    long.decode_latents = lambda z: seen.setdefault("decoded", decode(z))
+    kw = dict(window_size=4, window_overlap=2, **FAST, seed=0)
+    out = long(scenes=scenes, transition_frames="auto", **kw)
+    assert seen["decoded"].shape[2] == 16 + 4
+    (t,) = out.transition_frames
+    assert t in (2, 4)
+    long.decode_latents = decode
+    hard = long(scenes=scenes, transition_frames=0, **kw)
+    assert hard.transition_frames == [0]
+    blended = np.arange(8 - t // 2, 8 + t // 2)
+    same = np.setdiff1d(np.arange(16), blended)
+    np.testing.assert_allclose(out.frames[0][same], hard.frames[0][same], atol=1e-5)
+    assert np.abs(out.frames[0][blended] - hard.frames[0][blended]).mean() > 1e-3
+    assert long("a red circle", num_frames=8, **kw).transition_frames is None
+
+
 def test_noise_rescheduling_reuses_shuffled_earlier_noise():
     noise = torch.randn(1, 2, 20, 3, 3, generator=torch.Generator().manual_seed(0))
     out = reschedule_noise(noise, window=8, stride=4, generator=torch.Generator().manual_seed(1))
@@ -260,7 +327,9 @@ def test_callback_and_progress_cover_every_window(long, capsys):
     (dict(prompt="x", scenes=[Scene("y", 4)]), "either prompt .* or scenes"),
     (dict(scenes=[]), "scenes is empty"),
     (dict(scenes=[Scene("a", 4), Scene("b", 0)]), "scene 2: 'frames' must be >= 1, got 0"),
-    (dict(scenes=[Scene("a", 4), Scene("b", 4, transition_frames=-1)]), "scene 2: 'transition_frames' must be an integer >= 0, got -1"),
+    (dict(scenes=[Scene("a", 4), Scene("b", 4, transition_frames=-1)]), "scene 2: 'transition_frames' must be an integer >= 0 or 'auto', got -1"),
+    (dict(scenes=[Scene("a", 4), Scene("b", 4)], transition_frames="slow"), "transition_frames must be an integer >= 0 or 'auto', got 'slow'"),
+    (dict(scenes=[Scene("a", 4), Scene("b", 4, transition_frames="auto")], scene_blend="prediction"), "needs scene_blend='dissolve', got 'prediction'"),
     (dict(scenes=[Scene("a", 4, transition_frames=2), Scene("b", 4)]), "scene 1: 'transition_frames' blends a scene with the one before it"),
     (dict(scenes=[Scene(" ", 4)]), "scene 1: 'prompt' is empty"),
     (dict(prompt="x", num_frames=8, window_overlap=4), "window_overlap must be an integer in \\[0, window_size - 1\\] = \\[0, 3\\], got 4"),
@@ -283,6 +352,9 @@ def test_storyboard_file_parsing(tmp_path):
     assert load_storyboard(tmp_path / "s.json").transition_frames == 0
     path.write_text("scenes:\n  - prompt: a\n    frames: 16\n  - prompt: b\n    frames: 16\n    transition_frames: 12\n")
     assert [s.transition_frames for s in load_storyboard(path).scenes] == [None, 12]
+    path.write_text("transition_frames: auto\nscenes:\n  - prompt: a\n    frames: 16\n  - prompt: b\n    frames: 16\n    transition_frames: auto\n")
+    board = load_storyboard(path)
+    assert board.transition_frames == "auto" and board.scenes[1].transition_frames == "auto"
 
 
 @pytest.mark.parametrize("data,message", [
@@ -298,8 +370,10 @@ def test_storyboard_file_parsing(tmp_path):
     ({"scenes": [{"prompt": "a", "frames": 4}], "fps": "fast"}, "'fps' has the wrong type"),
     ({"scenes": [{"prompt": "a", "frames": 4}], "fps": 0}, "'fps' must be a positive number"),
     ({"scenes": [{"prompt": "a", "frames": True}]}, "scene 1: 'frames' must be an integer"),
-    ({"scenes": [{"prompt": "a", "frames": 4}, {"prompt": "b", "frames": 4, "transition_frames": -2}]}, "scene 2: 'transition_frames' must be an integer >= 0, got -2"),
-    ({"scenes": [{"prompt": "a", "frames": 4}, {"prompt": "b", "frames": 4, "transition_frames": "slow"}]}, "scene 2: 'transition_frames' must be an integer, got 'slow'"),
+    ({"scenes": [{"prompt": "a", "frames": 4}, {"prompt": "b", "frames": 4, "transition_frames": -2}]}, "scene 2: 'transition_frames' must be an integer >= 0 or 'auto', got -2"),
+    ({"scenes": [{"prompt": "a", "frames": 4}, {"prompt": "b", "frames": 4, "transition_frames": "slow"}]}, "scene 2: 'transition_frames' must be an integer >= 0 or 'auto', got 'slow'"),
+    ({"scenes": [{"prompt": "a", "frames": 4}, {"prompt": "b", "frames": 4, "transition_frames": 2.5}]}, "scene 2: 'transition_frames' must be an integer or 'auto', got 2.5"),
+    ({"scenes": [{"prompt": "a", "frames": 4}], "transition_frames": "fast"}, "storyboard 'transition_frames' must be an integer >= 0 or 'auto', got 'fast'"),
     ({"scenes": [{"prompt": "a", "frames": 4, "transition_frames": 2}, {"prompt": "b", "frames": 4}]}, "scene 1: 'transition_frames' blends a scene with the one before it"),
 ])
 def test_bad_storyboards(data, message):
@@ -338,7 +412,13 @@ def test_cli_story_and_long_generate(model_dir, tmp_path):
     assert r.exit_code == 0, r.output
     assert captured == {"transition": 6, "own": [None, None, 0]}
     r = runner.invoke(app, ["story", str(board), "-o", str(tmp_path / "t2.npy"), "--model", str(model_dir), "--transition-frames", "-1"])
-    assert r.exit_code == 2 and "--transition-frames must be >= 0, got -1" in r.output
+    assert r.exit_code == 2 and "--transition-frames must be an integer >= 0 or 'auto', got '-1'" in r.output
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LongVideoPipeline, "__call__", spy)
+        r = runner.invoke(app, ["story", str(board), "-o", str(tmp_path / "t3.npy"), "--model", str(model_dir), "--steps", "1", "--height", "32",
+                                "--width", "32", "--transition-frames", "auto", "-q"])
+    assert r.exit_code == 0, r.output
+    assert captured == {"transition": "auto", "own": [None, None, 0]}
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("scenes:\n  - prompt: x\n    frames: 0\n")

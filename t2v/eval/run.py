@@ -137,7 +137,8 @@ def _markdown(report: dict) -> str:
     for key in ("storyboards", "storyboards_shared"):
         if key in report:
             b = report[key]["summary"]
-            text += f"\nStoryboards ({b.get('backgrounds', 'mixed')} backgrounds): {b['scenes']} scenes of 4-scene storyboards, all-correct per scene {100 * b['scene_all_correct']:.0f}%; " \
+            text += f"\nStoryboards ({b.get('backgrounds', 'mixed')} backgrounds): {b['scenes']} scenes of 4-scene storyboards " \
+                    f"({b.get('scene_frames', 16)} frames a scene, transition_frames {b.get('transition_frames', 8)}, mean {b.get('transition_frames_mean', float('nan')):.1f}), all-correct per scene {100 * b['scene_all_correct']:.0f}%; " \
                     f"max jump ratio median {b['max_jump_ratio_median']:.2f}, worst {b['max_jump_ratio_max']:.2f} (target <= 3; " \
                     f"{b.get('boards_within_target', '-')} of {len(report[key]['results'])} boards within); " \
                     f"inside scenes (transitions left out) median {b['max_jump_ratio_inside_scenes_median']:.2f}, worst {b['max_jump_ratio_inside_scenes_max']:.2f}; " \
@@ -183,7 +184,7 @@ def dissolve_bound(change_ends: list[tuple[np.ndarray, np.ndarray, int]]) -> flo
     return max((float(np.abs(b.astype(np.float32) - a.astype(np.float32)).mean()) / steps for a, b, steps in change_ends), default=0.0)
 
 
-def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_frames: int = 8, seed: int = 0,
+def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_frames: int | str = 8, seed: int = 0,
                          progress: bool = True, backgrounds: str = "mixed", **gen_kwargs) -> dict:
     """Judge each scene of `n` 4-scene storyboards on its own frames (the blended frames at the cuts
     left out), and measure jumps: max_jump_ratio of the whole video (largest frame change / median),
@@ -191,28 +192,29 @@ def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_fr
     cut between different backgrounds is a large change by design, a jump inside a scene is not.
     bound_jump_ratio: `dissolve_bound` over the video's median change: no transition of that length
     between the last unblended frame before each cut and the first after it could have a smaller
-    largest change."""
+    largest change. transition_frames="auto": each cut's length as the pipeline chose it."""
     from t2v.eval.analyse import JUMP_EPS, frame_changes
     from t2v.pipelines.long_video import LongVideoPipeline, Scene
 
     long = LongVideoPipeline(**pipe.components)
     long.t2v_defaults = getattr(pipe, "t2v_defaults", {})
     long.set_progress_bar_config(disable=True)
-    half = transition_frames // 2
     rows = []
     for k, board in enumerate(tqdm(storyboard_scenes(n, backgrounds=backgrounds), desc=f"storyboards ({backgrounds} backgrounds)", disable=not progress)):
         scenes = [Scene(canonical_caption(s), scene_frames) for s in board]
-        video = to_uint8(long(scenes=scenes, transition_frames=transition_frames, seed=seed + k, **gen_kwargs).frames[0])
+        out = long(scenes=scenes, transition_frames=transition_frames, seed=seed + k, **gen_kwargs)
+        video = to_uint8(out.frames[0])
+        halves = [0] + [t // 2 for t in out.transition_frames] + [0]  # blended frames on each side of each cut
         verdicts = []
         for i, spec in enumerate(board):
-            lo, hi = i * scene_frames + (half if i > 0 else 0), (i + 1) * scene_frames - (half if i < len(board) - 1 else 0)
+            lo, hi = i * scene_frames + halves[i], (i + 1) * scene_frames - halves[i + 1]
             verdicts.append({"prompt": scenes[i].prompt, **judge(spec, video[lo:hi])})
         change = frame_changes(video)
-        cuts = [i * scene_frames for i in range(1, len(board))]
-        inside = [f for f in range(len(change)) if not any(c - half - 1 <= f < c + half for c in cuts)]
+        cuts = [(i * scene_frames, halves[i]) for i in range(1, len(board))]
+        inside = [f for f in range(len(change)) if not any(c - h - 1 <= f < c + h for c, h in cuts)]
         median = np.median(change) + JUMP_EPS  # max_jump_ratio, over all frame pairs and over those inside scenes
-        ends = [(video[c - half - 1], video[c + half], 2 * half + 1) for c in cuts]  # unblended frames either side of each cut
-        rows.append({"board": k, "scenes": verdicts, "max_jump_ratio": float(change.max() / median),
+        ends = [(video[c - h - 1], video[c + h], 2 * h + 1) for c, h in cuts]  # unblended frames either side of each cut
+        rows.append({"board": k, "scenes": verdicts, "transition_frames": out.transition_frames, "max_jump_ratio": float(change.max() / median),
                      "max_jump_ratio_inside_scenes": float(change[inside].max() / median),
                      "bound_jump_ratio": dissolve_bound(ends) / float(median)})
     flat = [v for r in rows for v in r["scenes"]]
@@ -224,6 +226,8 @@ def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_fr
         "max_jump_ratio_inside_scenes_max": stat("max_jump_ratio_inside_scenes", np.max),
         "bound_jump_ratio_median": stat("bound_jump_ratio", np.median), "bound_jump_ratio_max": stat("bound_jump_ratio", np.max),
         "boards_within_target": int(sum(r["max_jump_ratio"] <= 3 for r in rows)),
+        "scene_frames": scene_frames, "transition_frames": transition_frames,
+        "transition_frames_mean": float(np.mean([t for r in rows for t in r["transition_frames"]])),
     }}
 
 

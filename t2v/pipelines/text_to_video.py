@@ -47,10 +47,13 @@ OUTPUT_TYPES = ("np", "pt", "pil", "latent")
 @dataclass
 class TextToVideoPipelineOutput(BaseOutput):
     """`frames`: np.ndarray [B, F, H, W, 3] in [0, 1] ("np"), torch.Tensor [B, F, 3, H, W] ("pt"),
-    a list of lists of PIL images ("pil"), or latents [B, C, F, h, w] ("latent")."""
+    a list of lists of PIL images ("pil"), or latents [B, C, F, h, w] ("latent"). transition_frames:
+    for a storyboard, the length of each cut's transition as made (LongVideoPipeline; "auto" cuts as
+    chosen, None for them with output_type="latent")."""
 
     frames: Any
     seed: int | None = None
+    transition_frames: list[int | None] | None = None
 
 
 def _as_list(x) -> list | None:
