@@ -127,3 +127,20 @@ def test_cli_eval_times_the_whole_run(model_dir, tmp_path):
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert data["seconds"] > 0 and data["long"]["summary"]["videos"] == 1  # long videos only: still timed
+
+
+def test_cli_eval_storyboards_with_auto_transitions(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from t2v.cli import app
+
+    args = ["eval", "--model", str(model_dir), "--prompts", "0", "--storyboards", "1", "--storyboard-backgrounds", "shared",
+            "--scene-frames", "8", "--steps", "1", "-o", str(tmp_path / "ev"), "--device", "cpu"]
+    r = CliRunner().invoke(app, args + ["--transition-frames", "auto"])
+    assert r.exit_code == 0, r.output
+    board = json.loads((tmp_path / "ev" / "eval.json").read_text())["storyboards_shared"]
+    lengths = board["results"][0]["transition_frames"]
+    assert len(lengths) == 3 and set(lengths) <= {2, 4}  # chosen per cut, at most a quarter of each 8-frame scene a side
+    assert board["summary"]["scene_frames"] == 8 and board["summary"]["transition_frames"] == "auto"
+    r = CliRunner().invoke(app, args + ["--transition-frames", "slow"])
+    assert r.exit_code == 2 and "--transition-frames must be an integer >= 0 or 'auto', got 'slow'" in r.output
