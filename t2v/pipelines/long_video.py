@@ -51,10 +51,9 @@ decoded in chunks); time grows linearly with the number of windows.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -235,7 +234,7 @@ def resolve_transitions(scenes: list[Scene], transition_frames: int | str) -> tu
         if t == AUTO:
             auto.append(k)
             t = auto_cap(scenes[k - 1], scene)
-        planned.append(dataclasses.replace(scene, transition_frames=t))
+        planned.append(replace(scene, transition_frames=t))
     return planned, auto
 
 
@@ -260,6 +259,12 @@ def crossfade(video: torch.Tensor, mix: np.ndarray, extra: list[tuple[int, int]]
     return out
 
 
+def _frame_changes(video: torch.Tensor) -> torch.Tensor:
+    """Mean absolute change between consecutive frames of [B, C, F, H, W]: [F - 1]."""
+    video = video.float()
+    return (video[:, :, 1:] - video[:, :, :-1]).abs().mean(dim=(0, 1, 3, 4))
+
+
 def choose_transitions(video: torch.Tensor, scenes: list[Scene], auto: list[int], extra: list[tuple[int, int]],
                        ratio: float = AUTO_JUMP_RATIO) -> list[Scene]:
     """transition_frames="auto": for each cut before scenes[k], k in `auto`, the shortest even
@@ -272,8 +277,7 @@ def choose_transitions(video: torch.Tensor, scenes: list[Scene], auto: list[int]
     than the whole difference / (N + 1): `t2v.eval.run.dissolve_bound`)."""
     n = sum(s.frames for s in scenes)
     bounds = np.cumsum([0] + [s.frames for s in scenes])
-    own = video[:, :, :n].float()
-    change = (own[:, :, 1:] - own[:, :, :-1]).abs().mean(dim=(0, 1, 3, 4))
+    change = _frame_changes(video[:, :, :n])
     inside = np.ones(n - 1, bool)
     inside[bounds[1:-1] - 1] = False  # the hard cut between two scenes' own versions
     limit = ratio * float(change[torch.from_numpy(inside)].median()) if inside.any() else float("inf")
@@ -285,12 +289,11 @@ def choose_transitions(video: torch.Tensor, scenes: list[Scene], auto: list[int]
         lo, hi = max(0, cut - cap // 2 - 1), min(n, cut + cap // 2 + 1)  # the longest zone and an own frame either side
         tried = []
         for t in range(2, cap + 1, 2):
-            trial = scenes[:k] + [dataclasses.replace(scenes[k], transition_frames=t)] + scenes[k + 1 :]
-            seg = crossfade(video, scene_mix(trial, 0), extra, range(lo, hi)).float()
-            tried.append((float((seg[:, :, 1:] - seg[:, :, :-1]).abs().mean(dim=(0, 1, 3, 4)).max()), t))
+            trial = scenes[:k] + [replace(scenes[k], transition_frames=t)] + scenes[k + 1 :]
+            tried.append((float(_frame_changes(crossfade(video, scene_mix(trial, 0), extra, range(lo, hi))).max()), t))
             if tried[-1][0] <= limit:
                 break
-        scenes[k] = dataclasses.replace(scenes[k], transition_frames=tried[-1][1] if tried[-1][0] <= limit else min(tried)[1])
+        scenes[k] = replace(scenes[k], transition_frames=tried[-1][1] if tried[-1][0] <= limit else min(tried)[1])
     return scenes
 
 
