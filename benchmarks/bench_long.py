@@ -2,11 +2,14 @@
 
     python benchmarks/bench_long.py                       # the embedded model, 32 64 128 256 frames
     python benchmarks/bench_long.py --frames 32 256 --runs 3
+    python benchmarks/bench_long.py --scene-motion windows   # overlapping windows (the default for models without a say)
 
 Each length runs in a fresh subprocess (so its peak RSS is its own), `--runs` times; prints the
 median seconds per frame, its spread against the 32-frame figure (target within +-20%), the peak
 RSS ratio against 32 frames (target <= 1.2) and the max jump ratio (largest change between
-consecutive frames / median change; target <= 3).
+consecutive frames / median change; target <= 3). --scene-motion: how frames past the model's
+length are made (default: the model's; the embedded model's is "keyframes": one window of
+keyframes, interpolated, so time per frame falls with length; "windows": time linear in length).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def child(args) -> None:
     times, jumps = [], []
     for run in range(args.runs):
         start = time.perf_counter()
-        frames = long(PROMPT, num_frames=args.child_frames, num_inference_steps=args.steps, seed=run).frames[0]
+        frames = long(PROMPT, num_frames=args.child_frames, num_inference_steps=args.steps, seed=run,
+                      scene_motion=args.scene_motion).frames[0]
         times.append(time.perf_counter() - start)
         jumps.append(max_jump_ratio(to_uint8(frames)))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -53,6 +57,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--scene-motion", choices=["keyframes", "windows"], default=None, help="default: the model's")
     p.add_argument("--child-frames", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child_frames:
@@ -61,11 +66,13 @@ def main() -> None:
     rows = []
     for n in args.frames:
         cmd = [sys.executable, __file__, "--child-frames", str(n), "--runs", str(args.runs), "--steps", str(args.steps),
-               "--threads", str(args.threads)] + (["--model", args.model] if args.model else [])
+               "--threads", str(args.threads)] + (["--model", args.model] if args.model else []) + \
+              (["--scene-motion", args.scene_motion] if args.scene_motion else [])
         rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]))
     base = rows[0]
     base_spf = statistics.median(base["seconds"]) / base["frames"]
-    print(f"model: {args.model or 'embedded t2v-shapes'}; {args.steps} steps, {args.threads} threads, median of {args.runs} runs per length")
+    print(f"model: {args.model or 'embedded t2v-shapes'}; scene motion: {args.scene_motion or 'the model default'}; {args.steps} steps, "
+          f"{args.threads} threads, median of {args.runs} runs per length")
     print("frames  s/video   s/frame  vs first  peak RSS MB  vs first  max jump ratio (worst)")
     for r in rows:
         spf = statistics.median(r["seconds"]) / r["frames"]

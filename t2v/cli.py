@@ -68,6 +68,7 @@ def generate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output file if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     regions: Optional[bool] = typer.Option(None, "--regions/--no-regions", help="A two-object prompt: each object's words heard only in its own band (default: the model's)."),
+    scene_motion: Optional[str] = typer.Option(None, "--scene-motion", help="Scenes longer than the model's clip: 'keyframes' (one motion over the scene, interpolated) or 'windows' (overlapping clips; default: the model's)."),
 ):
     """Generate a video from a text prompt."""
     from t2v.generate import GenerateRequest, run_generate
@@ -76,7 +77,7 @@ def generate(
         prompt=prompt, output=output, model=model, num_frames=frames, height=height, width=width,
         num_inference_steps=steps, guidance_scale=guidance, negative_prompt=negative, seed=seed,
         scheduler=scheduler, fps=fps, device=device, dtype=dtype, overwrite=overwrite, progress=not quiet,
-        regions=regions,
+        regions=regions, scene_motion=scene_motion,
     )
     try:
         result = run_generate(request)
@@ -103,6 +104,7 @@ def story(
     dtype: Optional[str] = typer.Option(None, "--dtype"),
     overwrite: bool = typer.Option(False, "--overwrite"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    scene_motion: Optional[str] = typer.Option(None, "--scene-motion", help="Scenes longer than the model's clip: 'keyframes' (one motion over the scene, interpolated) or 'windows' (overlapping clips; default: the model's)."),
 ):
     """Generate a multi-scene video from a storyboard: one prompt per scene, blended at the cuts."""
     from t2v.generate import GenerateRequest, run_generate
@@ -116,6 +118,7 @@ def story(
             prompt=None, storyboard=board, output=output, model=model, height=height, width=width,
             num_inference_steps=steps, guidance_scale=guidance, negative_prompt=negative, seed=seed, scheduler=scheduler,
             fps=board.fps if fps is None else fps, device=device, dtype=dtype, overwrite=overwrite, progress=not quiet,
+            scene_motion=scene_motion,
         )
         result = run_generate(request)
     except ValueError as e:
@@ -183,7 +186,8 @@ def eval_(
     storyboard_backgrounds: str = typer.Option("both", "--storyboard-backgrounds", help="Storyboards whose scenes each draw a background ('mixed'), share one ('shared'), or 'both' (N of each)."),
     scene_frames: int = typer.Option(16, "--scene-frames", help="Frames per storyboard scene."),
     transition_frames: str = typer.Option("8", "--transition-frames", help="Storyboard transition frames per cut, or 'auto'."),
-    long: int = typer.Option(0, "--long", help="Also measure jumps in N single-prompt 64-frame videos."),
+    long: int = typer.Option(0, "--long", help="Also judge N single-prompt 64-frame videos (prompt followed over the whole video, jumps)."),
+    scene_motion: Optional[str] = typer.Option(None, "--scene-motion", help="Scenes longer than the model's clip: 'keyframes' (one motion over the scene, interpolated) or 'windows' (overlapping clips; default: the model's)."),
     steps: Optional[int] = typer.Option(None, "--steps"),
     guidance: Optional[float] = typer.Option(None, "--guidance"),
     device: str = typer.Option("auto", "--device"),
@@ -200,6 +204,8 @@ def eval_(
         fail(f"--storyboard-backgrounds must be mixed, shared or both, got {storyboard_backgrounds!r}")
     if scene_frames < 1:
         fail(f"--scene-frames must be >= 1, got {scene_frames}")
+    if scene_motion not in (None, "keyframes", "windows"):
+        fail(f"--scene-motion must be one of keyframes, windows, got {scene_motion!r}")
     try:
         board = dict(scene_frames=scene_frames, transition_frames=transition_option(transition_frames))
     except ValueError as e:
@@ -218,15 +224,16 @@ def eval_(
     report = {"results": [], "summary": {}}
     if prompts:
         report = evaluate(pipe, eval_prompts(prompts), seeds=tuple(range(seeds)), batch_size=batch_size, regions=regions, **gen)
+    longer = {**gen, "scene_motion": scene_motion}
     if storyboards and storyboard_backgrounds in ("mixed", "both"):
-        report["storyboards"] = evaluate_storyboards(pipe, storyboards, backgrounds="mixed", **board, **gen)
+        report["storyboards"] = evaluate_storyboards(pipe, storyboards, backgrounds="mixed", **board, **longer)
     if storyboards and storyboard_backgrounds in ("shared", "both"):
-        report["storyboards_shared"] = evaluate_storyboards(pipe, storyboards, backgrounds="shared", **board, **gen)
+        report["storyboards_shared"] = evaluate_storyboards(pipe, storyboards, backgrounds="shared", **board, **longer)
     if long:
-        report["long"] = evaluate_long(pipe, eval_prompts(long)[:long], **gen)
+        report["long"] = evaluate_long(pipe, eval_prompts(long)[:long], **longer)
     report["seconds"] = round(time.time() - start, 2)  # the whole evaluation
     settings = {"model": model or "t2v-shapes (embedded)", "prompts": prompts, "seeds": seeds, "steps": steps, "guidance": guidance,
-                "regions": regions}
+                "regions": regions, "scene_motion": scene_motion or defaults.get("scene_motion", "windows")}
     json_path, md_path = write_report(report, output, settings)
     typer.echo(md_path.read_text())
     typer.echo(f"wrote {json_path} and {md_path}")

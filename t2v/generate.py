@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from t2v.models.loading import load_pipeline, parse_dtype, pick_device
+from t2v.pipelines.long_video import SCENE_MOTIONS
 from t2v.pipelines.schedulers import SCHEDULERS
 from t2v.pipelines.text_to_video import to_uint8
 from t2v.video_io import check_output_path, write_video
@@ -39,6 +40,7 @@ class GenerateRequest:
     overwrite: bool = False
     progress: bool = True
     regions: bool | None = None  # two-object Shapes prompts, one band per object (t2v.world.layout); None: the model's default
+    scene_motion: str | None = None  # scenes past the model's length: "keyframes" or "windows" (LongVideoPipeline); None: the model's
 
 
 @dataclass
@@ -78,6 +80,8 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
         raise ValueError(f"unknown scheduler {req.scheduler!r}; choose one of: {', '.join(SCHEDULERS)}")
     if not (isinstance(req.fps, (int, float)) and math.isfinite(req.fps) and req.fps > 0):
         raise ValueError(f"fps must be a positive number, got {req.fps!r}")
+    if req.scene_motion not in (None, *SCENE_MOTIONS):
+        raise ValueError(f"scene_motion must be one of {', '.join(SCENE_MOTIONS)}, got {req.scene_motion!r}")
     device = pick_device(req.device)
     parse_dtype(req.dtype, device)
     if req.regions is True and (req.storyboard is not None or not has_layout(req.prompt)):
@@ -140,4 +144,4 @@ def _generate(pipe, req: GenerateRequest, kwargs: dict, defaults: dict, callback
         kwargs = {**kwargs, "prompt": None, "scenes": list(board.scenes), "num_frames": None,
                   "transition_frames": board.transition_frames,
                   "negative_prompt": board.negative_prompt if req.negative_prompt is None else req.negative_prompt}
-    return long(**kwargs, callback_on_step_end=callback).frames[0]
+    return long(**kwargs, scene_motion=req.scene_motion, callback_on_step_end=callback).frames[0]

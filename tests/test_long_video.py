@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from t2v.cli import app
 from t2v.pipelines.long_video import (
-    LongVideoPipeline, Scene, auto_cap, choose_transitions, crossfade, load_storyboard, parse_storyboard, plan_dissolve,
-    plan_passes, reschedule_noise, reschedule_scene_noise, resolve_transitions, scene_mix, windows,
+    LongVideoPipeline, Scene, auto_cap, choose_transitions, crossfade, expand_keyframes, interpolate_frames, load_storyboard,
+    parse_storyboard, plan_dissolve, plan_keyframes, plan_passes, reschedule_noise, reschedule_scene_noise, resolve_transitions,
+    scene_mix, windows,
 )
 from t2v.video_io import read_video
 
@@ -226,6 +227,102 @@ def test_auto_transition_in_the_pipeline(long):
     assert long("a red circle", num_frames=8, **kw).transition_frames is None
 
 
+@pytest.mark.parametrize("frames,transition", [([32, 16, 40], 8), ([64, 64], 16), ([17, 100, 5], 6), ([16, 16], 8), ([40, 40], 0)])
+def test_plan_keyframes_spreads_a_clip_over_each_long_scene(frames, transition):
+    """A scene longer than the window is drawn as `window` keyframes from its first frame to its
+    last, a shorter one frame for frame; each cut's keyframe transition reaches at least as far
+    into both scenes as the video's own (so every blended frame has both scenes' versions)."""
+    scenes, _ = resolve_transitions([Scene(str(i), f) for i, f in enumerate(frames)], transition)
+    drawn, times = plan_keyframes(scenes, 16)
+    assert [d.frames for d in drawn] == [min(f, 16) for f in frames] and [d.prompt for d in drawn] == [s.prompt for s in scenes]
+    bounds = np.cumsum([0] + frames)
+    starts = np.cumsum([0] + [d.frames for d in drawn])
+    for k, f in enumerate(frames):
+        t = times[starts[k] : starts[k + 1]]
+        assert t[0] == bounds[k] and abs(t[-1] - (bounds[k + 1] - 1)) < 1e-4 and (np.diff(t) > 0).all()
+        np.testing.assert_allclose(np.diff(t), np.diff(t)[0], rtol=1e-5)  # evenly spread
+    fine, coarse = scene_mix(scenes, 0), scene_mix(drawn, 0)
+    for k, z0, z1 in [(k, a, b) for k, a, b in _zones(fine)]:
+        c = [z for z in _zones(coarse) if z[0] == k][0]
+        assert times[c[1]] <= z0 and times[c[2] - 1] >= z1 - 1  # the keyframes' blend spans the video's
+    if max(frames) <= 16:
+        assert drawn == scenes and (times == np.arange(sum(frames))).all()  # nothing changes
+
+
+def _zones(mix):
+    from t2v.pipelines.long_video import cut_zones
+
+    return cut_zones(mix)
+
+
+def test_interpolate_frames_is_linear_between_keyframes():
+    lat = torch.arange(3.0).view(1, 1, 3, 1, 1) * torch.tensor([1.0, -2.0]).view(1, 2, 1, 1, 1)  # channel 0: 0, 1, 2
+    times = np.array([0.0, 2.0, 6.0], np.float32)
+    out = interpolate_frames(lat, times, [-1, 0, 1, 2, 4, 6, 9])
+    torch.testing.assert_close(out[0, 0, :, 0, 0], torch.tensor([0, 0, 0.5, 1, 1.5, 2, 2]))  # held outside
+    torch.testing.assert_close(out[0, 1], -2 * out[0, 0])
+
+
+def test_expand_keyframes_gives_every_version_of_every_frame():
+    """Latents whose value is (time + 100 x scene) for every version: interpolation is exact, so every
+    frame of the video and every other-scene version of a blended frame comes out as its own time and
+    scene, with nothing held at a track's end."""
+    scenes, _ = resolve_transitions([Scene("a", 40), Scene("b", 12), Scene("c", 33)], 8)
+    drawn, times = plan_keyframes(scenes, 16)
+    _, extra = plan_dissolve(scene_mix(drawn, 0), 16, 8)
+    owner = np.searchsorted(np.cumsum([0] + [d.frames for d in drawn]), np.arange(len(times)), side="right") - 1
+    values = [times[i] + 100 * owner[i] for i in range(len(times))] + [times[f] + 100 * k for f, k in extra]
+    lat = torch.tensor(values).view(1, 1, -1, 1, 1).float()
+    out, out_extra = expand_keyframes(lat, times, extra, scenes, dissolve=True)
+    n = 85
+    mix = scene_mix(scenes, 0)
+    assert sorted(out_extra) == sorted((f, k) for f in range(n) for k in range(3) if mix[f, k] > 0 and k != mix[f].argmax())
+    want = [f + 100 * mix[f].argmax() for f in range(n)] + [f + 100 * k for f, k in out_extra]
+    torch.testing.assert_close(out[0, 0, :, 0, 0], torch.tensor(want).float(), atol=1e-3, rtol=0)
+    plain, none = expand_keyframes(lat, times, extra, scenes, dissolve=False)
+    assert none == [] and plain.shape[2] == n
+
+
+def test_keyframes_draw_one_clip_and_interpolate(pipe, long):
+    """A scene longer than the window is one window of keyframes (one UNet pass per step), its
+    frames the keyframes linearly interpolated: exactly the plain pipeline's clip, stretched."""
+    kw = dict(**FAST, seed=3, window_size=4)
+    steps = []
+    got = long("a red circle", num_frames=10, scene_motion="keyframes", output_type="latent",
+               callback_on_step_end=lambda i, n, lat: steps.append(lat.shape[2]), **kw).frames
+    ref = pipe("a red circle", num_frames=4, **FAST, seed=3, output_type="latent").frames
+    assert steps == [4, 4] and got.shape[2] == 10
+    torch.testing.assert_close(got, interpolate_frames(ref, np.arange(4) * 3.0, np.arange(10)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[:, :, [0, 3, 6, 9]], ref, atol=1e-5, rtol=1e-5)
+    windowed = long("a red circle", num_frames=10, scene_motion="windows", output_type="latent", **kw).frames
+    assert (windowed - got).abs().mean() > 1e-3
+    # scenes no longer than a window: the same video either way
+    board = [Scene("a red circle", 4), Scene("a blue square", 3)]
+    a, b = (long(scenes=board, scene_motion=m, transition_frames=2, **kw).frames for m in ("keyframes", "windows"))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_keyframes_storyboard_dissolves_long_scenes(long):
+    scenes = [Scene("a red circle", 9), Scene("a blue square", 4), Scene("a green square", 12)]
+    seen = {}
+    decode = long.decode_latents
+    long.decode_latents = lambda z: seen.setdefault("decoded", decode(z))
+    out = long(scenes=scenes, scene_motion="keyframes", transition_frames=4, window_size=4, window_overlap=2, **FAST, seed=0)
+    assert out.frames.shape[1] == 25 and out.transition_frames == [4, 4]
+    assert seen["decoded"].shape[2] == 25 + 8  # each of the 8 blended frames also has the other scene's version
+    long.decode_latents = decode
+    auto = long(scenes=scenes, scene_motion="keyframes", transition_frames="auto", window_size=4, window_overlap=2, **FAST, seed=0)
+    assert auto.frames.shape[1] == 25 and all(t in (0, 2) for t in auto.transition_frames)  # caps: 2 and 2 (the 4-frame scene)
+
+
+def test_scene_motion_default_comes_from_the_model(long):
+    assert long.default_scene_motion == "windows"
+    seen = []
+    long.t2v_defaults = {"num_frames": 4, "scene_motion": "keyframes"}
+    long("x", num_frames=8, **FAST, seed=0, callback_on_step_end=lambda i, n, lat: seen.append(lat.shape[2]))
+    assert seen == [4, 4]  # one window of keyframes
+
+
 def test_noise_rescheduling_reuses_shuffled_earlier_noise():
     noise = torch.randn(1, 2, 20, 3, 3, generator=torch.Generator().manual_seed(0))
     out = reschedule_noise(noise, window=8, stride=4, generator=torch.Generator().manual_seed(1))
@@ -337,6 +434,7 @@ def test_callback_and_progress_cover_every_window(long, capsys):
     (dict(prompt="x", num_frames=8, height=31), "height must be a positive multiple"),
     (dict(prompt="x", scene_blend="mean"), "scene_blend must be one of \\('prediction', 'dissolve', 'embedding'\\), got 'mean'"),
     (dict(prompt="x", window_layout="rows"), "window_layout must be one of \\('scenes', 'grid'\\), got 'rows'"),
+    (dict(prompt="x", scene_motion="stretch"), "scene_motion must be one of \\('keyframes', 'windows'\\), got 'stretch'"),
 ])
 def test_bad_long_inputs(long, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -419,6 +517,23 @@ def test_cli_story_and_long_generate(model_dir, tmp_path):
                                 "--width", "32", "--transition-frames", "auto", "-q"])
     assert r.exit_code == 0, r.output
     assert captured == {"transition": "auto", "own": [None, None, 0]}
+
+    # --scene-motion reaches the pipeline (None: the model's default); a wrong value is a clear error, nothing written
+    def spy_motion(self, *args, **kwargs):
+        captured["motion"] = kwargs["scene_motion"]
+        return original(self, *args, **kwargs)
+
+    for cmd in (["story", str(board)], ["generate", "a red circle", "--frames", "20"]):
+        for motion in ("keyframes", "windows", None):
+            captured.clear()
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(LongVideoPipeline, "__call__", spy_motion)
+                r = runner.invoke(app, [*cmd, "-o", str(tmp_path / "m.npy"), "--model", str(model_dir), "--steps", "1", "--height", "32",
+                                        "--width", "32", "--overwrite", "-q"] + (["--scene-motion", motion] if motion else []))
+            assert r.exit_code == 0 and captured["motion"] == motion, r.output
+        r = runner.invoke(app, [*cmd, "-o", str(tmp_path / "bad.npy"), "--model", str(model_dir), "--scene-motion", "stretch"])
+        assert r.exit_code == 2 and "scene_motion must be one of keyframes, windows, got 'stretch'" in r.output
+        assert not (tmp_path / "bad.npy").exists()
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("scenes:\n  - prompt: x\n    frames: 0\n")

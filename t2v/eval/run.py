@@ -126,7 +126,7 @@ def write_report(report: dict, out_dir: str | Path, settings: dict) -> tuple[Pat
 def _markdown(report: dict) -> str:
     s = report["settings"]
     text = f"# t2v eval\n\nmodel: {s['model']}; {s['prompts']} prompts per set x seeds {s['seeds']}; " \
-           f"{s['steps']} steps, guidance {s['guidance']}; {report['seconds']} s\n\n"
+           f"{s['steps']} steps, guidance {s['guidance']}; scenes past the model's clip: {s.get('scene_motion', 'windows')}; {report['seconds']} s\n\n"
     if report["summary"]:
         text += markdown_table(report["summary"])
     two = {k: v["two_objects"] for k, v in report["summary"].items() if v.get("two_objects", {}).get("videos")}
@@ -146,7 +146,7 @@ def _markdown(report: dict) -> str:
     if "long" in report:
         g = report["long"]["summary"]
         text += f"\nLong single-prompt videos: {g['videos']} x {g['num_frames']} frames; max jump ratio median " \
-                f"{g['max_jump_ratio_median']:.2f}, worst {g['max_jump_ratio_max']:.2f} (target <= 3); colour and shape kept {100 * g['objects_kept']:.0f}%\n"
+                f"{g['max_jump_ratio_median']:.2f}, worst {g['max_jump_ratio_max']:.2f} (target <= 3); colour and shape kept {100 * g['objects_kept']:.0f}%; all-correct over the whole video {100 * g.get('all_correct', float('nan')):.0f}%\n"
     text += "\nAccuracy is judged by t2v.eval.analyse from the frames; `all_correct` = colour, shape, size, motion and " \
             "object count all right (background reported apart). Flicker: mean absolute change of background pixels between frames (0-255).\n"
     return text
@@ -232,7 +232,9 @@ def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_fr
 
 
 def evaluate_long(pipe, prompts: list[EvalPrompt], num_frames: int = 64, seed: int = 0, progress: bool = True, **gen_kwargs) -> dict:
-    """Single-prompt long videos: max_jump_ratio and whether colour and shape hold over the whole video."""
+    """Single-prompt long videos: max_jump_ratio, whether colour and shape hold over the whole
+    video, and the analyser's verdict on the whole video (all_correct: the motion judged from its
+    first and last frames, as for a 16-frame clip)."""
     from t2v.eval.analyse import analyse_video, max_jump_ratio
     from t2v.pipelines.long_video import LongVideoPipeline
 
@@ -244,10 +246,12 @@ def evaluate_long(pipe, prompts: list[EvalPrompt], num_frames: int = 64, seed: i
         video = to_uint8(long(p.prompt, num_frames=num_frames, seed=seed + k, **gen_kwargs).frames[0])
         found = {(o.color, o.shape) for o in analyse_video(video).objects}
         want = {(o.color, o.shape) for o in p.scene.objects}
-        rows.append({"prompt": p.prompt, "max_jump_ratio": max_jump_ratio(video), "objects_kept": want <= found})
+        rows.append({"prompt": p.prompt, "max_jump_ratio": max_jump_ratio(video), "objects_kept": want <= found,
+                     "all_correct": judge(p.scene, video)["all_correct"]})
     return {"results": rows, "summary": {
         "videos": len(rows), "num_frames": num_frames,
         "max_jump_ratio_median": float(np.median([r["max_jump_ratio"] for r in rows])),
         "max_jump_ratio_max": float(np.max([r["max_jump_ratio"] for r in rows])),
         "objects_kept": float(np.mean([r["objects_kept"] for r in rows])),
+        "all_correct": float(np.mean([r["all_correct"] for r in rows])),
     }}

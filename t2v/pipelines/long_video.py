@@ -47,6 +47,35 @@ max jump ratio <= 3: one background per storyboard 87.5% / 87.5%, 8/8 and 6/8 (a
 (across the video: 90.6% / 84.4%, 3/8 and 4/8, 3.08 / 3.50).
 Memory does not grow with length (the UNet sees one batch of windows at a time, frames are
 decoded in chunks); time grows linearly with the number of windows.
+
+Scenes longer than a window (`scene_motion`):
+  - "windows": overlapping windows over the scene, fused as above. Each window is a clip of its
+    own, so a model whose motion spans its clip (the embedded model: its frame positions tell it
+    where in the clip a frame is, and "moving right" means from the left at frame 0 to the right at
+    frame 15) draws the motion once per window, and the fused windows disagree on where the object
+    is: with 32-frame scenes only 59% / 72% of the eval's storyboard scenes were all-correct (mixed /
+    shared backgrounds; 91% / 88% with 16-frame scenes), motion wrong in 18 of the 22 failures; a
+    32-frame "moving up" went up, jumped back down and drifted right.
+  - "keyframes": the scene is drawn as one clip of `window` keyframes spread evenly over it
+    (`plan_keyframes`; the motion of the whole scene, as the model makes it for a native clip), and
+    the frames between keyframes are interpolated linearly in latent space (`expand_keyframes`): an
+    object moves about 2 px from one keyframe to the next at any scene length (the clip's motion is
+    spread over more frames, not made longer), well under a latent pixel (8 px), so the in-between
+    frames do not ghost. Storyboards keep their dissolves: the keyframe storyboard's transitions
+    reach as far into both scenes as the video's, and each scene's versions of the blended frames
+    are interpolated along that scene's own keyframes. The UNet's work no longer grows with the
+    scene's length (one window per scene; decoding still does). The embedded model's default (its
+    t2v_model.json "scene_motion"); models without one (ModelScope, whose clips show ongoing motion
+    rather than one move) keep "windows". Measured (`t2v eval --prompts 0 --storyboards 8
+    --scene-frames 32 --long 8 --scene-motion keyframes`, stage-7 UNet, seed 0): storyboard scenes
+    of 32 frames 88% / 91% all-correct (windows: 59% / 72%); 16-frame scenes are one window either
+    way (identical output). The 64-frame single-prompt videos: 62% all-correct over the whole
+    video (its failures: two two-object prompts, which long videos draw without regions, and a
+    growing square), max jump ratio median 0.92.
+    Stretching the frame positions over the scene instead (window frames at fractional clip times,
+    so every window agrees on where in the motion a frame is) did not work: given positions 0, 0.5,
+    ..., 7.5 the embedded model still moved the object the whole way across in 16 frames, and given
+    7.5, ..., 15 it moved it down: the clip's motion is tied to its length, not to the codes alone.
 """
 
 from __future__ import annotations
@@ -68,6 +97,7 @@ AUTO = "auto"  # transition_frames: the shortest dissolve that keeps every frame
 AUTO_JUMP_RATIO = 2.5  # auto aims at a largest change <= this x the median (the target is 3: margin for the median's shift)
 SCENE_BLENDS = ("prediction", "dissolve", "embedding")
 WINDOW_LAYOUTS = ("scenes", "grid")
+SCENE_MOTIONS = ("keyframes", "windows")
 
 
 @dataclass(frozen=True)
@@ -413,6 +443,64 @@ def plan_dissolve(mix: np.ndarray, window: int, stride: int) -> tuple[list[tuple
     return plan, extra
 
 
+def plan_keyframes(scenes: list[Scene], window: int) -> tuple[list[Scene], np.ndarray]:
+    """scene_motion="keyframes": the storyboard the UNet draws, and the time of each of its frames
+    in frames of the video. A scene longer than `window` is drawn as `window` keyframes spread
+    evenly over it (one clip, so one motion over the whole scene), a shorter one frame for frame;
+    each cut's transition, in keyframes, reaches at least as far into both scenes as the video's
+    own (so `expand_keyframes` has both scenes' versions of every blended frame to interpolate)."""
+    step = [(s.frames - 1) / (window - 1) if s.frames > window else 1.0 for s in scenes]
+    drawn, times, start = [], [], 0
+    for k, scene in enumerate(scenes):
+        t = scene.transition_frames
+        if k > 0 and t:  # half before the cut (k - 1's frames) and half after it (k's), in each side's keyframes
+            t = 2 * max(math.ceil(t / 2 / step[k - 1]), math.ceil((t / 2 - 1) / step[k]) + 1)
+        drawn.append(replace(scene, frames=min(scene.frames, window), transition_frames=t))
+        times.append(start + np.arange(drawn[-1].frames) * step[k])
+        start += scene.frames
+    return drawn, np.concatenate(times).astype(np.float32)
+
+
+def interpolate_frames(latents: torch.Tensor, times: np.ndarray, at) -> torch.Tensor:
+    """Frames of `latents` [B, C, F, h, w], taken at increasing `times` [F], linearly interpolated
+    at the times `at` (held at the first and last frame outside them)."""
+    at = np.clip(np.asarray(at, np.float32), times[0], times[-1])
+    hi = np.clip(np.searchsorted(times, at, side="right"), 1, len(times) - 1) if len(times) > 1 else np.zeros(len(at), int)
+    lo = np.maximum(hi - 1, 0)
+    span = np.maximum(times[hi] - times[lo], 1e-6)
+    w = torch.from_numpy(np.clip((at - times[lo]) / span, 0, 1)).to(latents).view(1, 1, -1, 1, 1)
+    return latents[:, :, lo] * (1 - w) + latents[:, :, hi] * w
+
+
+def expand_keyframes(latents: torch.Tensor, times: np.ndarray, extra: list[tuple[int, int]], scenes: list[Scene],
+                     dissolve: bool) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """From the keyframe storyboard's latents (its frames at `times`, then its extra frames
+    `extra`), the video's: every frame of `scenes` interpolated between the keyframes around it
+    (a moving object moves well under a latent pixel from one keyframe to the next, so linear
+    interpolation does not ghost), then, for a dissolve, each scene's version of the other
+    scenes' blended frames, interpolated along that scene's own keyframes and its versions of the
+    other scenes' keyframes. Returns (latents [B, C, n + len(new extra), h, w], new extra)."""
+    n_drawn = len(times)
+    n = sum(s.frames for s in scenes)
+    parts = [interpolate_frames(latents[:, :, :n_drawn], times, np.arange(n))]
+    mix = scene_mix(scenes, 0)
+    owner = mix.argmax(1)
+    out_extra = [(f, k) for f in range(n) for k in range(len(scenes)) if mix[f, k] > 0 and owner[f] != k] if dissolve else []
+    bounds = np.cumsum([0] + [s.frames for s in scenes])
+    drawn_owner = np.searchsorted(bounds, times, side="right") - 1  # the scene each keyframe belongs to
+    for k in sorted({k for _, k in out_extra}):
+        track = [(float(times[i]), i) for i in np.nonzero(drawn_owner == k)[0]]
+        track += [(float(times[f]), n_drawn + j) for j, (f, kk) in enumerate(extra) if kk == k]
+        track.sort()
+        at = [f for f, kk in out_extra if kk == k]
+        idx = torch.tensor([i for _, i in track])
+        parts.append(interpolate_frames(latents[:, :, idx], np.array([t for t, _ in track], np.float32), at))
+    if out_extra:  # parts after the first are grouped by scene: put them in out_extra's order
+        order = sorted(range(len(out_extra)), key=lambda j: (out_extra[j][1], out_extra[j][0]))
+        out_extra = [out_extra[j] for j in order]
+    return torch.cat(parts, dim=2), out_extra
+
+
 def reschedule_noise(noise: torch.Tensor, window: int, stride: int, generator=None) -> torch.Tensor:
     """FreeNoise: frames past the first window reuse the noise of the frames one window earlier,
     shuffled within each block of `stride` frames. noise: [B, C, F, h, w]."""
@@ -448,8 +536,13 @@ class LongVideoPipeline(TextToVideoPipeline):
     def native_frames(self) -> int:
         return int(getattr(self, "t2v_defaults", {}).get("num_frames", 16))
 
+    @property
+    def default_scene_motion(self) -> str:
+        """The model's recommended scene_motion (its t2v_model.json "defaults"), else "windows"."""
+        return str(getattr(self, "t2v_defaults", {}).get("scene_motion", "windows"))
+
     def check_long_inputs(self, prompt, scenes, num_frames, window_size, window_overlap, transition_frames, output_type,
-                          scene_blend="dissolve", window_layout="scenes"):
+                          scene_blend="dissolve", window_layout="scenes", scene_motion="windows"):
         if (prompt is None) == (scenes is None):
             raise ValueError("pass either prompt (one scene) or scenes (a storyboard), not both or neither")
         if scenes is not None:
@@ -476,6 +569,8 @@ class LongVideoPipeline(TextToVideoPipeline):
             raise ValueError(f"scene_blend must be one of {SCENE_BLENDS}, got {scene_blend!r}")
         if window_layout not in WINDOW_LAYOUTS:
             raise ValueError(f"window_layout must be one of {WINDOW_LAYOUTS}, got {window_layout!r}")
+        if scene_motion not in SCENE_MOTIONS:
+            raise ValueError(f"scene_motion must be one of {SCENE_MOTIONS}, got {scene_motion!r}")
 
     @torch.no_grad()
     def __call__(
@@ -495,6 +590,7 @@ class LongVideoPipeline(TextToVideoPipeline):
         scene_blend: str = "dissolve",
         window_layout: str = "scenes",
         noise_per_scene: bool = True,
+        scene_motion: str | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         output_type: str = "np",
@@ -517,7 +613,11 @@ class LongVideoPipeline(TextToVideoPipeline):
         cut, or "auto" (dissolve only): the shortest even length, up to a quarter of each scene on its
         side, whose crossfade changes no frame by more than 2.5x the median change inside the scenes
         (`choose_transitions`, after decoding; the UNet draws the longest); a scene's own transition_frames
-        wins. Returns the same output as TextToVideoPipeline, with `transition_frames` per cut.
+        wins. scene_motion: how a scene longer than a window is drawn, "keyframes" (one clip of
+        window keyframes over the scene, interpolated in latent space: one motion per scene) or
+        "windows" (overlapping clips); default: the model's (t2v_model.json "defaults"), else
+        "windows". With "keyframes", callback_on_step_end sees the keyframes' latents.
+        Returns the same output as TextToVideoPipeline, with `transition_frames` per cut.
         """
         # 1. Inputs
         guidance_scale = self.default_guidance if guidance_scale is None else guidance_scale
@@ -528,7 +628,9 @@ class LongVideoPipeline(TextToVideoPipeline):
             num_frames = sum(getattr(s, "frames", 0) for s in scenes)
         elif num_frames is None:
             num_frames = 4 * window_size
-        self.check_long_inputs(prompt, scenes, num_frames, window_size, window_overlap, transition_frames, output_type, scene_blend, window_layout)
+        scene_motion = self.default_scene_motion if scene_motion is None else scene_motion
+        self.check_long_inputs(prompt, scenes, num_frames, window_size, window_overlap, transition_frames, output_type, scene_blend,
+                               window_layout, scene_motion)
         scenes = scenes or [Scene(prompt, num_frames)]
         height = self.default_size if height is None else height
         width = self.default_size if width is None else width
@@ -544,6 +646,10 @@ class LongVideoPipeline(TextToVideoPipeline):
         prompts = [s.prompt for s in scenes]
         embeds, negative = self.encode_prompt(prompts, device, 1, do_cfg, negative_prompt)
         scenes, auto = resolve_transitions(scenes, transition_frames)  # "auto" cuts planned at their longest
+        video_scenes, video_frames = scenes, num_frames
+        if scene_motion == "keyframes":  # scenes longer than a window: keyframes, interpolated after denoising
+            scenes, times = plan_keyframes(scenes, window)
+            num_frames = sum(sc.frames for sc in scenes)
         mix = scene_mix(scenes, 0)
         stride = window - window_overlap if num_frames > window else window
         extra = []  # extra latent frames: (frame, scene), another scene's version of a blended frame
@@ -605,7 +711,12 @@ class LongVideoPipeline(TextToVideoPipeline):
                 if callback_on_step_end is not None:
                     callback_on_step_end(i, len(timesteps), latents[:, :, :num_frames])
 
-        # 5. Decode in chunks of frames (memory independent of length)
+        # 5. Keyframes: the video's frames (and a dissolve's other versions) between them
+        if num_frames != video_frames:
+            latents, extra = expand_keyframes(latents, times, extra, video_scenes, scene_blend == "dissolve" and len(scenes) > 1)
+            scenes, num_frames, mix = video_scenes, video_frames, scene_mix(video_scenes, 0)
+
+        # 6. Decode in chunks of frames (memory independent of length)
         if output_type == "latent":
             frames = latents[:, :, :num_frames]  # a dissolve's other versions are mixed after decoding
         else:
