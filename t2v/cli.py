@@ -230,7 +230,7 @@ def eval_(
     if storyboards and storyboard_backgrounds in ("shared", "both"):
         report["storyboards_shared"] = evaluate_storyboards(pipe, storyboards, backgrounds="shared", **board, **longer)
     if long:
-        report["long"] = evaluate_long(pipe, eval_prompts(long)[:long], **longer)
+        report["long"] = evaluate_long(pipe, eval_prompts(long)[:long], regions=regions, **longer)
     report["seconds"] = round(time.time() - start, 2)  # the whole evaluation
     settings = {"model": model or "t2v-shapes (embedded)", "prompts": prompts, "seeds": seeds, "steps": steps, "guidance": guidance,
                 "regions": regions, "scene_motion": scene_motion or defaults.get("scene_motion", "windows")}

@@ -107,8 +107,8 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
     )
     callback = (lambda i, n, _latents: on_step(i + 1, n)) if on_step else None
     if req.regions is None:  # the model's default: t2v_model.json "defaults": {"regions": "shapes"}
-        native = int(defaults.get("num_frames", 16))
-        kwargs["regions"] = defaults.get("regions") == "shapes" and has_layout(req.prompt) and kwargs["num_frames"] <= native
+        kwargs["regions"] = defaults.get("regions") == "shapes" and has_layout(req.prompt) and \
+            regions_fit(defaults, kwargs["num_frames"], req.scene_motion)
     else:
         kwargs["regions"] = req.regions
 
@@ -124,16 +124,24 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
     return GenerateResult(path, seed, len(frames), kwargs["height"], kwargs["width"], req.fps)
 
 
+def regions_fit(defaults: dict, num_frames: int, scene_motion: str | None = None) -> bool:
+    """Whether a one-prompt video of num_frames is drawn in one pass, as regions need: at most the
+    model's native length, or any length with scene_motion "keyframes" (None: the model's)."""
+    motion = scene_motion or defaults.get("scene_motion", "windows")
+    return num_frames <= int(defaults.get("num_frames", 16)) or motion == "keyframes"
+
+
 def _generate(pipe, req: GenerateRequest, kwargs: dict, defaults: dict, callback):
     """Frames [F, H, W, 3] in [0, 1]: one pass, or windows past the model's native length / a storyboard."""
     native = int(defaults.get("num_frames", 16))
     use_regions = kwargs.pop("regions")
-    if req.storyboard is None and kwargs["num_frames"] <= native:
-        if use_regions:
-            kwargs["regions"] = shapes_regions(req.prompt, kwargs["num_frames"], kwargs["height"], kwargs["width"])
-        return pipe(**kwargs, callback_on_step_end=callback).frames[0]
+    if use_regions and not regions_fit(defaults, kwargs["num_frames"], req.scene_motion):
+        raise ValueError(f"regions work in one pass: at most the model's {native} frames, or scene_motion keyframes; "
+                         f"got {kwargs['num_frames']} frames")
     if use_regions:
-        raise ValueError(f"regions work in one pass: at most the model's {native} frames, got {kwargs['num_frames']}")
+        kwargs["regions"] = shapes_regions(req.prompt, kwargs["num_frames"], kwargs["height"], kwargs["width"])
+    if req.storyboard is None and kwargs["num_frames"] <= native:
+        return pipe(**kwargs, callback_on_step_end=callback).frames[0]
     from t2v.pipelines.long_video import LongVideoPipeline
 
     long = LongVideoPipeline(**pipe.components)

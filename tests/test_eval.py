@@ -144,3 +144,17 @@ def test_cli_eval_storyboards_with_auto_transitions(model_dir, tmp_path):
     assert board["summary"]["scene_frames"] == 8 and board["summary"]["transition_frames"] == "auto"
     r = CliRunner().invoke(app, args + ["--transition-frames", "slow"])
     assert r.exit_code == 2 and "--transition-frames must be an integer >= 0 or 'auto', got 'slow'" in r.output
+
+
+def test_long_evaluation_uses_regions_where_the_video_is_one_pass(bert_pipe):
+    from t2v.eval.run import eval_prompts, evaluate_long
+
+    two = [p for p in eval_prompts(48) if len(p.scene.objects) == 2][:1] + eval_prompts(1)[:1]
+    assert len(two[0].scene.objects) == 2 and len(two[1].scene.objects) == 1
+    bert_pipe.t2v_defaults = {"num_frames": 4}
+    kw = dict(num_frames=8, progress=False, num_inference_steps=1, height=32, width=32)
+    rows = evaluate_long(bert_pipe, two, regions=True, scene_motion="keyframes", **kw)["results"]
+    assert [r["regions"] for r in rows] == [True, False]  # the two-object prompt only
+    rows = evaluate_long(bert_pipe, two, regions=True, scene_motion="windows", **kw)["results"]
+    assert [r["regions"] for r in rows] == [False, False]  # windows: several passes, no regions
+    assert "all_correct" in rows[0]

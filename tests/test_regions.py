@@ -89,6 +89,35 @@ def test_pipeline_regions(bert_pipe):
     assert bert_pipe(PROMPT, **FAST, seed=0, guidance_scale=1.0, regions=regions).frames.shape == plain.shape  # no CFG
 
 
+def test_long_video_regions_in_one_keyframe_pass(bert_pipe):
+    """A long one-prompt video with keyframes is one pass, so regions apply: exactly the plain
+    pipeline's regional clip of keyframes (masks taken at the keyframes' frames), interpolated.
+    Windows past the native length, or a storyboard, are several passes: a clear error."""
+    from t2v.pipelines.long_video import LongVideoPipeline, Scene, interpolate_frames
+
+    long = LongVideoPipeline(**bert_pipe.components)
+    long.set_progress_bar_config(disable=True)
+    left, right = _halves()
+    moving = torch.zeros(10, 32, 32)  # a mask that moves: frame f covers columns [3f, 3f + 4)
+    for f in range(10):
+        moving[f, :, 3 * f : 3 * f + 4] = 1
+    regions = [Region("a red box", moving), Region("a blue ball", 1 - moving)]
+    kw = dict(num_inference_steps=2, seed=0, window_size=4, output_type="latent")
+    got = long(PROMPT, num_frames=10, scene_motion="keyframes", regions=regions, **kw).frames
+    at = [0, 3, 6, 9]  # the keyframes' frames
+    ref = bert_pipe(PROMPT, num_frames=4, num_inference_steps=2, seed=0, output_type="latent",
+                    regions=[Region(r.text, r.mask[at]) for r in regions]).frames
+    torch.testing.assert_close(got, interpolate_frames(ref, np.array(at, np.float32), np.arange(10)), atol=1e-5, rtol=1e-5)
+    plain = long(PROMPT, num_frames=10, scene_motion="keyframes", **kw).frames
+    assert (got - plain).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="regions work in one pass"):
+        long(PROMPT, num_frames=10, scene_motion="windows", regions=regions, **kw)
+    with pytest.raises(ValueError, match="regions work in one pass.*storyboard"):
+        long(scenes=[Scene(PROMPT, 5), Scene(PROMPT, 5)], scene_motion="keyframes", regions=regions, **kw)
+    with pytest.raises(ValueError, match=r"regions\[0\].mask has shape \(4, 32, 32\)"):
+        long(PROMPT, num_frames=10, scene_motion="keyframes", regions=[Region("a red box", moving[:4])], **kw)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -184,6 +213,14 @@ def test_cli_generate_with_regions(model_dir, tmp_path):
     np.testing.assert_array_equal(make("off.npy", "--no-regions")[1], plain)
     r, long = make("long_default.npy", frames="20")  # past the native length: windows, no regions, no error
     assert r.exit_code == 0 and long.shape[0] == 20
+    # a model whose long videos are one pass of keyframes: regions there too, by default and when asked
+    meta_path.write_text(json.dumps({**meta, "defaults": {**meta.get("defaults", {}), "regions": "shapes", "scene_motion": "keyframes"}}))
+    _cache.clear()
+    (r1, kf_default), (r2, kf_plain) = make("kf.npy", frames="20"), make("kf_off.npy", "--no-regions", frames="20")
+    assert r1.exit_code == 0 and r2.exit_code == 0 and kf_default.shape[0] == 20 and not np.array_equal(kf_default, kf_plain)
+    np.testing.assert_array_equal(make("kf_on.npy", "--regions", frames="20")[1], kf_default)
+    r, _ = make("kf_windows.npy", "--regions", "--scene-motion", "windows", frames="20")
+    assert r.exit_code == 2 and "regions work in one pass" in r.output
     _cache.clear()
 
 

@@ -12,6 +12,7 @@ import time
 
 import gradio as gr
 
+from t2v.generate import regions_fit
 from t2v.server.jobs import JobError, JobQueue, QueueFull
 from t2v.world.layout import has_layout
 
@@ -85,8 +86,7 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
     def text_to_video(prompt, negative, frames, height, width, steps, guidance, seed, fps, regions, progress=gr.Progress()):
         body = dict(prompt=prompt, negative_prompt=negative or None, num_frames=int(frames), **common(height, width, steps, guidance, seed, fps))
         # checked: regions wherever they apply (a two-object prompt, one pass); unchecked: never
-        body["regions"] = bool(regions) and has_layout(prompt) and \
-            int(frames) <= int(defaults.get("num_frames", 16))
+        body["regions"] = bool(regions) and has_layout(prompt) and regions_fit(defaults, int(frames))
         return submit(body, progress)
 
     def storyboard(text, negative, height, width, steps, guidance, seed, fps, progress=gr.Progress()):

@@ -231,23 +231,30 @@ def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_fr
     }}
 
 
-def evaluate_long(pipe, prompts: list[EvalPrompt], num_frames: int = 64, seed: int = 0, progress: bool = True, **gen_kwargs) -> dict:
+def evaluate_long(pipe, prompts: list[EvalPrompt], num_frames: int = 64, seed: int = 0, progress: bool = True,
+                  regions: bool = False, **gen_kwargs) -> dict:
     """Single-prompt long videos: max_jump_ratio, whether colour and shape hold over the whole
     video, and the analyser's verdict on the whole video (all_correct: the motion judged from its
-    first and last frames, as for a 16-frame clip)."""
+    first and last frames, as for a 16-frame clip). regions=True: two-object prompts with regional
+    prompting where the video is one pass (scene_motion "keyframes", `t2v.generate.regions_fit`)."""
     from t2v.eval.analyse import analyse_video, max_jump_ratio
+    from t2v.generate import regions_fit
     from t2v.pipelines.long_video import LongVideoPipeline
+    from t2v.world.layout import shapes_regions
 
     long = LongVideoPipeline(**pipe.components)
     long.t2v_defaults = getattr(pipe, "t2v_defaults", {})
     long.set_progress_bar_config(disable=True)
+    one_pass = regions and regions_fit(long.t2v_defaults, num_frames, gen_kwargs.get("scene_motion"))
+    size = (gen_kwargs.get("height") or pipe.default_size, gen_kwargs.get("width") or pipe.default_size)
     rows = []
     for k, p in enumerate(tqdm(prompts, desc="long videos", disable=not progress)):
-        video = to_uint8(long(p.prompt, num_frames=num_frames, seed=seed + k, **gen_kwargs).frames[0])
+        layout = shapes_regions(p.prompt, num_frames, *size) if one_pass else None
+        video = to_uint8(long(p.prompt, num_frames=num_frames, seed=seed + k, regions=layout, **gen_kwargs).frames[0])
         found = {(o.color, o.shape) for o in analyse_video(video).objects}
         want = {(o.color, o.shape) for o in p.scene.objects}
         rows.append({"prompt": p.prompt, "max_jump_ratio": max_jump_ratio(video), "objects_kept": want <= found,
-                     "all_correct": judge(p.scene, video)["all_correct"]})
+                     "all_correct": judge(p.scene, video)["all_correct"], "regions": layout is not None})
     return {"results": rows, "summary": {
         "videos": len(rows), "num_frames": num_frames,
         "max_jump_ratio_median": float(np.median([r["max_jump_ratio"] for r in rows])),

@@ -80,6 +80,7 @@ Scenes longer than a window (`scene_motion`):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, replace
@@ -90,6 +91,7 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from .regions import check_regions, latent_masks, regional_attention, token_biases
 from .text_to_video import OUTPUT_TYPES, TextToVideoPipeline, TextToVideoPipelineOutput
 
 MAX_LONG_FRAMES = 4096
@@ -591,6 +593,7 @@ class LongVideoPipeline(TextToVideoPipeline):
         window_layout: str = "scenes",
         noise_per_scene: bool = True,
         scene_motion: str | None = None,
+        regions: list | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         output_type: str = "np",
@@ -617,6 +620,8 @@ class LongVideoPipeline(TextToVideoPipeline):
         window keyframes over the scene, interpolated in latent space: one motion per scene) or
         "windows" (overlapping clips); default: the model's (t2v_model.json "defaults"), else
         "windows". With "keyframes", callback_on_step_end sees the keyframes' latents.
+        regions (`t2v.pipelines.regions.Region`s, masks over the whole video): one prompt drawn in one
+        pass only, i.e. with "keyframes" or at most window_size frames.
         Returns the same output as TextToVideoPipeline, with `transition_frames` per cut.
         """
         # 1. Inputs
@@ -631,12 +636,17 @@ class LongVideoPipeline(TextToVideoPipeline):
         scene_motion = self.default_scene_motion if scene_motion is None else scene_motion
         self.check_long_inputs(prompt, scenes, num_frames, window_size, window_overlap, transition_frames, output_type, scene_blend,
                                window_layout, scene_motion)
+        if regions is not None and (scenes is not None or (scene_motion != "keyframes" and num_frames > (window_size or self.native_frames))):
+            raise ValueError("regions work in one pass: one prompt, with scene_motion='keyframes' or at most "
+                             f"window_size frames; got {'a storyboard' if scenes is not None else f'{num_frames} frames, scene_motion={scene_motion!r}'}")
         scenes = scenes or [Scene(prompt, num_frames)]
         height = self.default_size if height is None else height
         width = self.default_size if width is None else width
         window = min(window_size, num_frames)
         self.check_inputs(scenes[0].prompt, negative_prompt, window, height, width, num_inference_steps,
                           guidance_scale, 1, output_type)
+        if regions is not None:
+            check_regions(regions, prompt, num_frames, height, width)
         if generator is None and seed is not None:
             generator = torch.Generator("cpu").manual_seed(seed)
         device = self._execution_device
@@ -690,7 +700,14 @@ class LongVideoPipeline(TextToVideoPipeline):
         step_kwargs = self._step_kwargs(generator, 0.0)
 
         # 4. Denoising: every window each step, fused, then one solver step on the whole video
-        with self.progress_bar(total=len(timesteps) * len(plan)) as bar:
+        regional = contextlib.nullcontext()
+        if regions is not None:  # one window: the keyframes (or the whole video), each region's phrase heard in its mask only
+            masks = latent_masks(regions, video_frames, latents.shape[-2:])
+            if num_frames != video_frames:
+                masks = masks[:, np.round(times).astype(int)]
+            bias = token_biases(self.tokenizer, prompt, regions, self.tokenizer.model_max_length)
+            regional = regional_attention(self.unet, bias.to(device), masks.to(device), do_cfg)
+        with regional, self.progress_bar(total=len(timesteps) * len(plan)) as bar:
             for i, t in enumerate(timesteps):
                 noise_pred = torch.zeros_like(latents)
                 for group in groups:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from t2v.generate import GenerateRequest, draw_seed, get_pipeline, run_generate
+from t2v.generate import GenerateRequest, draw_seed, get_pipeline, regions_fit, run_generate
 from t2v.models.loading import pick_device
 from t2v.pipelines.long_video import MAX_LONG_FRAMES, parse_storyboard
 from t2v.pipelines.schedulers import SCHEDULERS
@@ -121,8 +121,9 @@ def check_params(body: dict, pipe, limits: Limits) -> dict:
         raise JobError("fps", f"fps must be a number in (0, 240], got {p['fps']!r}")
     if p.get("regions") and (board or not has_layout(p["prompt"])):
         raise JobError("regions", "regions need one prompt naming two objects, each with a colour, joined by 'and'")
-    if p.get("regions") and p["num_frames"] > int(defaults.get("num_frames", 16)):
-        raise JobError("regions", f"regions work in one pass: at most the model's {int(defaults.get('num_frames', 16))} frames")
+    if p.get("regions") and not regions_fit(defaults, p["num_frames"]):
+        raise JobError("regions", f"regions work in one pass: at most the model's {int(defaults.get('num_frames', 16))} frames "
+                                  "(or any length for a model whose scene_motion is keyframes)")
     p.setdefault("seed", draw_seed())
     if not 0 <= p["seed"] < 2**63:
         raise JobError("seed", f"seed must be in [0, 2**63), got {p['seed']}")
