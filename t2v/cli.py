@@ -204,8 +204,10 @@ def eval_(
         fail(f"--storyboard-backgrounds must be mixed, shared or both, got {storyboard_backgrounds!r}")
     if scene_frames < 1:
         fail(f"--scene-frames must be >= 1, got {scene_frames}")
-    if scene_motion not in (None, "keyframes", "windows"):
-        fail(f"--scene-motion must be one of keyframes, windows, got {scene_motion!r}")
+    from t2v.pipelines.long_video import SCENE_MOTIONS
+
+    if scene_motion not in (None, *SCENE_MOTIONS):
+        fail(f"--scene-motion must be one of {', '.join(SCENE_MOTIONS)}, got {scene_motion!r}")
     try:
         board = dict(scene_frames=scene_frames, transition_frames=transition_option(transition_frames))
     except ValueError as e:

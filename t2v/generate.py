@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from t2v.models.loading import load_pipeline, parse_dtype, pick_device
-from t2v.pipelines.long_video import SCENE_MOTIONS
+from t2v.pipelines.long_video import SCENE_MOTIONS, one_pass
 from t2v.pipelines.schedulers import SCHEDULERS
 from t2v.pipelines.text_to_video import to_uint8
 from t2v.video_io import check_output_path, write_video
@@ -127,8 +127,7 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
 def regions_fit(defaults: dict, num_frames: int, scene_motion: str | None = None) -> bool:
     """Whether a one-prompt video of num_frames is drawn in one pass, as regions need: at most the
     model's native length, or any length with scene_motion "keyframes" (None: the model's)."""
-    motion = scene_motion or defaults.get("scene_motion", "windows")
-    return num_frames <= int(defaults.get("num_frames", 16)) or motion == "keyframes"
+    return one_pass(num_frames, int(defaults.get("num_frames", 16)), scene_motion or defaults.get("scene_motion", "windows"))
 
 
 def _generate(pipe, req: GenerateRequest, kwargs: dict, defaults: dict, callback):

@@ -446,6 +446,12 @@ def plan_dissolve(mix: np.ndarray, window: int, stride: int) -> tuple[list[tuple
     return plan, extra
 
 
+def one_pass(num_frames: int, window: int, scene_motion: str) -> bool:
+    """Whether one prompt of num_frames is drawn by a single window (as regions need): at most a
+    window of frames, or any length as keyframes."""
+    return num_frames <= window or scene_motion == "keyframes"
+
+
 def plan_keyframes(scenes: list[Scene], window: int) -> tuple[list[Scene], np.ndarray]:
     """scene_motion="keyframes": the storyboard the UNet draws, and the time of each of its frames
     in frames of the video. A scene longer than `window` is drawn as `window` keyframes spread
@@ -634,7 +640,7 @@ class LongVideoPipeline(TextToVideoPipeline):
         scene_motion = self.default_scene_motion if scene_motion is None else scene_motion
         self.check_long_inputs(prompt, scenes, num_frames, window_size, window_overlap, transition_frames, output_type, scene_blend,
                                window_layout, scene_motion)
-        if regions is not None and (scenes is not None or (scene_motion != "keyframes" and num_frames > (window_size or self.native_frames))):
+        if regions is not None and (scenes is not None or not one_pass(num_frames, window_size or self.native_frames, scene_motion)):
             raise ValueError("regions work in one pass: one prompt, with scene_motion='keyframes' or at most "
                              f"window_size frames; got {'a storyboard' if scenes is not None else f'{num_frames} frames, scene_motion={scene_motion!r}'}")
         scenes = scenes or [Scene(prompt, num_frames)]
