@@ -238,7 +238,7 @@ def test_layout_regions_train_with_each_phrase_in_its_band(tmp_path, monkeypatch
 
     monkeypatch.setattr(regions.RegionalCrossAttnProcessor, "__call__", spy)
     data = {**TINY_DATA, "p_two_objects": 1.0}
-    train(load_config(unet_config(tmp_path, layout_regions=True, caption_dropout=0.0, data=data)))
+    train(load_config(unet_config(tmp_path, layout_regions=True, caption_dropout=0.0, data=data, fg_weight=2.0)))  # with the object-weighted loss
     assert blocked_calls and min(blocked_calls) >= 2  # both regions of at least one clip block the other's words
     from t2v.models.loading import load_pipeline
 
@@ -246,3 +246,33 @@ def test_layout_regions_train_with_each_phrase_in_its_band(tmp_path, monkeypatch
     assert not any(isinstance(p, regions.RegionalCrossAttnProcessor) for p in pipe.unet.attn_processors.values())
     with pytest.raises(ValueError, match="layout_regions needs the Shapes world"):
         train(load_config(unet_config(tmp_path, layout_regions=True, data={"kind": "folder", "path": str(tmp_path)})))
+
+
+def test_foreground_marks_the_latent_cells_that_hold_an_object():
+    from t2v.training.train import foreground
+
+    frames = -torch.ones(2, 3, 32, 32)  # black background in [-1, 1]
+    frames[0, 0, 10:15, 20:25] = 0.8  # a red 5x5 square over latent cells (1, 2) and (1, 3) at factor 8
+    cells = foreground(frames, 8)
+    assert cells.shape == (2, 1, 4, 4)
+    assert {tuple(i) for i in cells[0, 0].nonzero().tolist()} == {(1, 2), (1, 3)}
+    assert not cells[1].any()  # an empty frame has no foreground
+    assert foreground(frames)[0, 0].sum() == 25  # at pixel resolution: the square itself
+
+
+def test_clip_mse_weighs_object_cells_more():
+    from t2v.training.train import clip_mse
+
+    target = torch.zeros(1, 4, 2, 4, 4)
+    fg = torch.zeros(1, 1, 2, 4, 4, dtype=torch.bool)
+    fg[..., 0, 0] = True
+    on_object, off_object = target.clone(), target.clone()
+    on_object[..., 0, 0] = 1.0
+    off_object[..., 3, 3] = 1.0
+    plain = clip_mse(on_object, target)
+    assert torch.allclose(plain, clip_mse(off_object, target)) and torch.allclose(plain, torch.tensor([1 / 16]))
+    assert torch.allclose(clip_mse(on_object, target, fg, 0.0), plain)  # weight 0: the plain mean
+    # weight 3: object cells weigh 4, the mean weight is (4 + 15) / 16
+    assert torch.allclose(clip_mse(on_object, target, fg, 3.0), torch.tensor([4 / 19]))
+    assert torch.allclose(clip_mse(off_object, target, fg, 3.0), torch.tensor([1 / 19]))
+    assert torch.allclose(clip_mse(target + 1, target, fg, 3.0), torch.tensor([1.0]))  # weights average to 1

@@ -58,7 +58,7 @@ class TrainConfig:
     kl_weight: float = 1e-6
     vae_frames_per_clip: int = 6
     vae_sample_posterior: bool = False  # reconstruct from posterior samples (True) or means (False, learns faster)
-    fg_weight: float = 0.0  # extra loss weight on pixels unlike the frame's corner (small objects, flat backgrounds)
+    fg_weight: float = 0.0  # extra loss weight on pixels unlike the frame's corner (small objects, flat backgrounds); unet stage: on the latent pixels that hold them
     # decoder stage: refine a PatchAutoencoder's decoding of imperfect latents (t2v.models.patch_vae)
     refiner_channels: int = 64
     refiner_layers: int = 3

@@ -290,8 +290,7 @@ def train_vae(config: TrainConfig) -> Path:
         recon = model.decode(latents).sample
         weight = 1.0
         if config.fg_weight:  # small objects on flat backgrounds: weigh pixels unlike the corner (background) more
-            fg = (frames - frames[..., :1, :1]).abs().amax(dim=1, keepdim=True) > 0.05
-            weight = 1 + config.fg_weight * fg.float()
+            weight = 1 + config.fg_weight * foreground(frames).float()
         err = recon - frames
         return (weight * (err.abs() + err**2)).mean() + kl
 
@@ -353,6 +352,23 @@ def load_text_encoder(name: str):
     from t2v.models.text_encoders import load_minilm
 
     return load_minilm()
+
+
+def foreground(frames: torch.Tensor, factor: int = 1) -> torch.Tensor:
+    """[N, 1, H/factor, W/factor] bool: where a frame [N, 3, H, W] differs from its top-left pixel (the
+    Shapes world's flat background) by more than 0.05 anywhere in a factor x factor cell."""
+    fg = (frames - frames[..., :1, :1]).abs().amax(dim=1, keepdim=True) > 0.05
+    return F.max_pool2d(fg.float(), factor).bool() if factor > 1 else fg
+
+
+def clip_mse(pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor | None = None, fg_weight: float = 0.0) -> torch.Tensor:
+    """Per-clip squared error of [B, C, F, h, w] tensors; latent pixels marked in fg [B, 1, F, h, w] weigh
+    1 + fg_weight, the others 1, normalised so each clip's weights average to 1 (fg None: the plain mean)."""
+    err = (pred.float() - target.float()) ** 2
+    if fg is None or not fg_weight:
+        return err.mean(dim=(1, 2, 3, 4))
+    weight = 1 + fg_weight * fg.float()
+    return (err * weight).sum(dim=(1, 2, 3, 4)) / (weight.sum(dim=(1, 2, 3, 4)) * err.shape[1])
 
 
 def sample_timesteps(n: int, num_train_timesteps: int, power: float = 0.0, device=None) -> torch.Tensor:
@@ -439,12 +455,15 @@ def train_unet(config: TrainConfig) -> Path:
             with regional_attention(model, *layout, cfg=False):
                 pred = model(noisy, t, encoder_hidden_states=cond).sample
         target = noise if config.prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, t)
-        if not config.snr_gamma:
-            return F.mse_loss(pred.float(), target.float())
-        snr = compute_snr(noise_scheduler, t)  # min-SNR-gamma weighting, for epsilon or v targets
-        weight = torch.clamp(snr, max=config.snr_gamma) / (snr if config.prediction_type == "epsilon" else snr + 1)
-        per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3, 4))
-        return (per_sample * weight).mean()
+        fg = None
+        if config.fg_weight:  # the latent pixels that hold an object: [B, 1, F, h, w]
+            fg = foreground(video.flatten(0, 1), video.shape[-1] // latents.shape[-1])
+            fg = fg.reshape(b, n, 1, *fg.shape[-2:]).permute(0, 2, 1, 3, 4)
+        per_sample = clip_mse(pred, target, fg, config.fg_weight)
+        if config.snr_gamma:  # min-SNR-gamma weighting, for epsilon or v targets
+            snr = compute_snr(noise_scheduler, t)
+            per_sample = per_sample * torch.clamp(snr, max=config.snr_gamma) / (snr if config.prediction_type == "epsilon" else snr + 1)
+        return per_sample.mean()
 
     def pipeline_for(model):
         from t2v.pipelines.text_to_video import TextToVideoPipeline
