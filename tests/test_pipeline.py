@@ -85,6 +85,22 @@ def test_every_scheduler_runs(pipe, name):
     assert out.shape == (1, 2, 32, 32, 3) and np.isfinite(out).all()
 
 
+@pytest.mark.parametrize("name", ["euler-a", "ddpm"])
+def test_stochastic_scheduler_takes_one_generator_per_video(pipe, name):
+    # the scheduler steps on frames as images; each video's step noise comes from its own generator,
+    # so a video is the same made alone or in a batch (it used to raise IndexError inside diffusers)
+    pipe.set_scheduler(name)
+    gens = lambda *seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
+    kw = dict(num_frames=3, num_inference_steps=3)
+    both = pipe(["a red circle", "a blue square"], generator=gens(1, 2), **kw).frames
+    first = pipe("a red circle", generator=gens(1), **kw).frames
+    second = pipe("a blue square", generator=gens(2), **kw).frames
+    np.testing.assert_allclose(both[0], first[0], atol=1e-4)
+    np.testing.assert_allclose(both[1], second[0], atol=1e-4)
+    other = pipe("a red circle", generator=gens(3), **kw).frames
+    assert np.abs(other - first).mean() > 1e-4
+
+
 def test_scheduler_swap_keeps_noise_schedule(pipe):
     ddim = pipe.scheduler
     dpm = make_scheduler("dpm++", ddim.config)

@@ -701,7 +701,7 @@ class LongVideoPipeline(TextToVideoPipeline):
         latents = latents * self.scheduler.init_noise_sigma
         if extra:  # another scene's version of a frame starts from that frame's noise
             latents = torch.cat([latents, latents[:, :, [f for f, _ in extra]]], dim=2)
-        step_kwargs = self._step_kwargs(generator, 0.0)
+        step_kwargs = self._step_kwargs(generator, 0.0, latents.shape[2])
 
         # 4. Denoising: every window each step, fused, then one solver step on the whole video
         regional = contextlib.nullcontext()

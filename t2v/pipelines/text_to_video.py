@@ -294,13 +294,16 @@ class TextToVideoPipeline(DiffusionPipeline):
         decoded = torch.cat([self.vae.decode(part).sample for part in images.split(chunk)])
         return decoded.reshape(b, n, *decoded.shape[1:]).permute(0, 2, 1, 3, 4).float()
 
-    def _step_kwargs(self, generator, eta):
+    def _step_kwargs(self, generator, eta, num_frames: int):
+        """The scheduler's extra step arguments. It steps on frames as images, so a list of generators
+        (one per video) becomes one per frame, each video's generator repeated over its frames: a
+        stochastic scheduler then draws a video's noise from that video's generator only."""
         params = set(inspect.signature(self.scheduler.step).parameters)
         kwargs = {}
         if "eta" in params:
             kwargs["eta"] = eta
         if "generator" in params:
-            kwargs["generator"] = generator
+            kwargs["generator"] = [g for g in generator for _ in range(num_frames)] if isinstance(generator, list) else generator
         return kwargs
 
     # ------------------------------------------------------------------ call
@@ -380,7 +383,7 @@ class TextToVideoPipeline(DiffusionPipeline):
 
         # 4. Start noise
         latents = self.prepare_latents(batch, num_frames, height, width, embeds.dtype, device, generator, latents)
-        step_kwargs = self._step_kwargs(generator, eta)
+        step_kwargs = self._step_kwargs(generator, eta, latents.shape[2])
 
         # 5. Denoising loop (with regions: each region's cross-attention hears only its own phrase)
         regional = contextlib.nullcontext()
