@@ -54,9 +54,9 @@ SCENES = [
 def test_videos_follow_their_prompts(default_pipe):
     """Judged by image analysis over 6 prompts x 2 seeds; deterministic for the shipped weights.
 
-    Measured for the shipped model (stage 7 with the decoder's refiner, guidance 5, see MODEL_CARD.md):
-    12/12 backgrounds, 12/12 colours, 11/12 shapes (a small square drawn as another shape), 12/12
-    motions (directions included), 11/12 all-correct; stage 6 got 12, 12, 9, 12, 9; stage 5 got 12, 12, 12, 11, 11;
+    Measured for the shipped model (stage 7 with the decoder's refiner, its default guidance 2.5, see
+    MODEL_CARD.md): 12/12 backgrounds, 12/12 colours, 10/12 shapes, 11/12 motions (directions
+    included), 10/12 all-correct; at guidance 5 it got 12, 12, 11, 12, 11; stage 6 got 12, 12, 9, 12, 9; stage 5 got 12, 12, 12, 11, 11;
     stage 4 got 4/12 motions; a UNet with random weights (same config and frame
     positions, torch seed 0) gets 4/12 backgrounds and 0/12 of the rest. The thresholds sit one
     verdict below the measured figures, so a broken model or pipeline fails.
@@ -64,15 +64,15 @@ def test_videos_follow_their_prompts(default_pipe):
     prompts = [canonical_caption(s) for s in SCENES]
     verdicts = []
     for seed in (0, 1):
-        frames = default_pipe(prompts, seed=seed, guidance_scale=default_pipe.t2v_defaults["guidance_scale"]).frames
+        frames = default_pipe(prompts, seed=seed).frames  # the model's defaults
         verdicts += [judge(scene, to_uint8(video)) for scene, video in zip(SCENES, frames)]
     background = np.mean([v["background"] for v in verdicts])
     colour = np.mean([v["color"] for v in verdicts])
     shape = np.mean([v["shape"] for v in verdicts])
     motion = np.mean([v["motion"] for v in verdicts])
     all_correct = np.mean([v["all_correct"] for v in verdicts])
-    assert background >= 11 / 12 and colour >= 11 / 12 and shape >= 10 / 12, json.dumps(verdicts)
-    assert motion >= 11 / 12 and all_correct >= 10 / 12, json.dumps(verdicts)
+    assert background >= 11 / 12 and colour >= 11 / 12 and shape >= 9 / 12, json.dumps(verdicts)
+    assert motion >= 10 / 12 and all_correct >= 9 / 12, json.dumps(verdicts)
 
 
 def test_embedded_model_has_frame_positions(default_pipe):
@@ -89,7 +89,9 @@ def test_different_prompts_different_videos(default_pipe):
 
 def test_storyboards_dissolve_and_follow_their_scenes(default_pipe):
     """Two 4-scene storyboards of the eval (16 frames a scene, 8 transition frames), each scene judged
-    on its own frames. Measured with the shipped model (stage 7, noise per scene, equal crossfade steps):
+    on its own frames. Measured with the shipped model at its default guidance 2.5: 6/8 scenes
+    all-correct (over the eval's 8 boards: 27/32), max jump ratio 4.95 and inside scenes at most 1.62;
+    at guidance 5 (stage 7, noise per scene, equal crossfade steps):
     7/8 scenes all-correct (over the eval's 8 boards: 29/32), max jump ratio 4.65 and 2.20 (inside scenes at
     most 1.78; the least any 8-frame transition could have: 3.90 and 1.61); with the ramp through the
     frames' centres (largest step 9/8 of the equal one) 7/8, 5.20 and 2.57; with the
@@ -99,14 +101,15 @@ def test_storyboards_dissolve_and_follow_their_scenes(default_pipe):
     37.9 and 21.7 (the background flips within a frame or two)."""
     from t2v.eval.run import evaluate_storyboards
 
-    r = evaluate_storyboards(default_pipe, 2, progress=False, num_inference_steps=25, guidance_scale=5.0)["summary"]
-    assert r["scene_all_correct"] >= 6 / 8, r
+    r = evaluate_storyboards(default_pipe, 2, progress=False)["summary"]  # the model's defaults
+    assert r["scene_all_correct"] >= 5 / 8, r
     assert r["max_jump_ratio_max"] <= 8 and r["max_jump_ratio_inside_scenes_max"] <= 3, r
 
 
 def test_two_object_prompts_follow_their_prompts_with_regions(default_pipe):
     """The 18 seen two-object prompts of the eval, seed 0, judged from the frames. Measured with the
-    shipped model (stage 7): 10/18 all-correct and 15/18 right counts with regions (its default), 0/18
+    shipped model (stage 7) at its default guidance 2.5: 11/18 all-correct and 16/18 right counts with
+    regions (its default), 1/18 and 7/18 without; at guidance 5: 10/18 and 15/18 with regions, 0/18
     and 6/18 without; stage 6 got 12/18 and 16/18 with regions (over both eval seeds stage 7 has 24/36,
     stage 6 26/36); stage 5 got 1/18 plain and 6/18 with regions. The threshold sits well above what
     the model does without regions, so losing the regions (or the layout-trained UNet) fails."""
@@ -114,7 +117,7 @@ def test_two_object_prompts_follow_their_prompts_with_regions(default_pipe):
 
     prompts = [p for p in eval_prompts(48) if p.split == "seen" and len(p.scene.objects) == 2]
     assert len(prompts) == 18
-    r = evaluate(default_pipe, prompts, seeds=(0,), progress=False, regions=True, guidance_scale=5.0)["summary"]["seen"]
+    r = evaluate(default_pipe, prompts, seeds=(0,), progress=False, regions=True)["summary"]["seen"]
     assert r["all_correct"] >= 8 / 18 and r["count"] >= 13 / 18, r
 
 
@@ -122,7 +125,7 @@ def test_long_scenes_keep_one_motion(default_pipe):
     """The first 8 scenes of the eval's storyboards, each made as one 32-frame video and judged over
     all its frames. The embedded model's default scene_motion is "keyframes" (one clip of 16
     keyframes over the scene, interpolated): measured 8/8 all-correct at seeds 0-7 (16/16 minus the
-    9th: 15/16 over the first 16), max jump ratio at most 1.27; overlapping windows ("windows", each
+    9th: 15/16 over the first 16), max jump ratio at most 1.27 (guidance 5; at the default 2.5: 8/8, at most 1.04); overlapping windows ("windows", each
     a clip of its own, so the motion restarts in every window) got 5/8 (10/16): the threshold fails
     it."""
     from t2v.eval.analyse import judge, max_jump_ratio
