@@ -99,7 +99,7 @@ def story(
     seed: Optional[int] = typer.Option(None, "--seed"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler"),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frames per second (default: the storyboard's, else 8)."),
-    transition_frames: Optional[str] = typer.Option(None, "--transition-frames", help="Frames blended across each cut, or 'auto' (the shortest smooth dissolve; default: the storyboard's, else 8; a scene's own transition_frames wins)."),
+    transition_frames: Optional[str] = typer.Option(None, "--transition-frames", help="Frames blended across each cut, or 'auto' (the shortest smooth dissolve; default: the storyboard's, else the model's, else 8; a scene's own transition_frames wins)."),
     device: str = typer.Option("auto", "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype"),
     overwrite: bool = typer.Option(False, "--overwrite"),
@@ -185,7 +185,7 @@ def eval_(
     storyboards: int = typer.Option(0, "--storyboards", help="Also judge N 4-scene storyboards (16 frames a scene) and their jumps."),
     storyboard_backgrounds: str = typer.Option("both", "--storyboard-backgrounds", help="Storyboards whose scenes each draw a background ('mixed'), share one ('shared'), or 'both' (N of each)."),
     scene_frames: int = typer.Option(16, "--scene-frames", help="Frames per storyboard scene."),
-    transition_frames: str = typer.Option("8", "--transition-frames", help="Storyboard transition frames per cut, or 'auto'."),
+    transition_frames: Optional[str] = typer.Option(None, "--transition-frames", help="Storyboard transition frames per cut, or 'auto' (default: the model's, else 8)."),
     long: int = typer.Option(0, "--long", help="Also judge N single-prompt 64-frame videos (prompt followed over the whole video, jumps)."),
     scene_motion: Optional[str] = typer.Option(None, "--scene-motion", help="Scenes longer than the model's clip: 'keyframes' (one motion over the scene, interpolated) or 'windows' (overlapping clips; default: the model's)."),
     steps: Optional[int] = typer.Option(None, "--steps"),
@@ -209,7 +209,7 @@ def eval_(
     if scene_motion not in (None, *SCENE_MOTIONS):
         fail(f"--scene-motion must be one of {', '.join(SCENE_MOTIONS)}, got {scene_motion!r}")
     try:
-        board = dict(scene_frames=scene_frames, transition_frames=transition_option(transition_frames))
+        board = dict(scene_frames=scene_frames, transition_frames=None if transition_frames is None else transition_option(transition_frames))
     except ValueError as e:
         fail(str(e))
     try:

@@ -264,20 +264,30 @@ def test_interpolate_frames_is_linear_between_keyframes():
 
 
 def test_expand_keyframes_gives_every_version_of_every_frame():
-    """Latents whose value is (time + 100 x scene) for every version: interpolation is exact, so every
-    frame of the video and every other-scene version of a blended frame comes out as its own time and
-    scene, with nothing held at a track's end."""
-    scenes, _ = resolve_transitions([Scene("a", 40), Scene("b", 12), Scene("c", 33)], 8)
+    """Latents whose value is (clip position + 100 x scene), the clip position being a keyframe's
+    place in its scene's track (its own keyframes 0, 1, ..., then the keyframes the carrying window
+    draws on after them, or before them at the scene's start): the model draws a scene at its own
+    keyframe pace, across the cut too. Interpolation is exact, so every frame of the video and every
+    other-scene version of a blended frame comes out at (its time from the scene's first frame) /
+    (the scene's keyframe step) + 100 x scene, with nothing held at a track's end. (The other
+    scene's keyframe times for the carried keyframes made a 40-frame scene's version move twice as
+    fast over the cut.)"""
+    frames = [40, 12, 33]
+    scenes, _ = resolve_transitions([Scene(str(i), f) for i, f in enumerate(frames)], 8)
     drawn, times = plan_keyframes(scenes, 16)
     _, extra = plan_dissolve(scene_mix(drawn, 0), 16, 8)
-    owner = np.searchsorted(np.cumsum([0] + [d.frames for d in drawn]), np.arange(len(times)), side="right") - 1
-    values = [times[i] + 100 * owner[i] for i in range(len(times))] + [times[f] + 100 * k for f, k in extra]
+    drawn_starts = np.cumsum([0] + [d.frames for d in drawn])
+    owner = np.searchsorted(drawn_starts, np.arange(len(times)), side="right") - 1
+    position = lambda f, k: f - drawn_starts[k]  # noqa: E731  (negative before the scene's first keyframe)
+    values = [position(i, owner[i]) + 100 * owner[i] for i in range(len(times))] + [position(f, k) + 100 * k for f, k in extra]
     lat = torch.tensor(values).view(1, 1, -1, 1, 1).float()
     out, out_extra = expand_keyframes(lat, times, extra, scenes, dissolve=True)
-    n = 85
+    n, bounds = sum(frames), np.cumsum([0] + frames)
+    step = [(f - 1) / 15 if f > 16 else 1.0 for f in frames]
     mix = scene_mix(scenes, 0)
     assert sorted(out_extra) == sorted((f, k) for f in range(n) for k in range(3) if mix[f, k] > 0 and k != mix[f].argmax())
-    want = [f + 100 * mix[f].argmax() for f in range(n)] + [f + 100 * k for f, k in out_extra]
+    at = lambda f, k: (f - bounds[k]) / step[k] + 100 * k  # noqa: E731
+    want = [at(f, mix[f].argmax()) for f in range(n)] + [at(f, k) for f, k in out_extra]
     torch.testing.assert_close(out[0, 0, :, 0, 0], torch.tensor(want).float(), atol=1e-3, rtol=0)
     plain, none = expand_keyframes(lat, times, extra, scenes, dissolve=False)
     assert none == [] and plain.shape[2] == n
@@ -300,6 +310,17 @@ def test_keyframes_draw_one_clip_and_interpolate(pipe, long):
     board = [Scene("a red circle", 4), Scene("a blue square", 3)]
     a, b = (long(scenes=board, scene_motion=m, transition_frames=2, **kw).frames for m in ("keyframes", "windows"))
     np.testing.assert_array_equal(a, b)
+
+
+def test_transition_frames_default_to_the_models(long):
+    """transition_frames not given: the model's t2v_model.json default, else 8; a call's own wins."""
+    scenes = [Scene("a red circle", 12), Scene("a blue square", 12)]
+    kw = dict(scenes=scenes, window_size=4, window_overlap=2, output_type="latent", **FAST, seed=0)
+    assert long(**kw).transition_frames == [8]
+    long.t2v_defaults = {"num_frames": 4, "transition_frames": 2}
+    assert long(**kw).transition_frames == [2] and long(**kw, transition_frames=6).transition_frames == [6]
+    long.t2v_defaults = {"num_frames": 4, "transition_frames": "auto"}
+    assert long(**kw).transition_frames == [None]  # "auto" picks after decoding: latents do not say
 
 
 def test_keyframes_storyboard_dissolves_long_scenes(long):
@@ -446,6 +467,7 @@ def test_storyboard_file_parsing(tmp_path):
     path.write_text("fps: 8\nscenes:\n  - prompt: a red circle moving right\n    frames: 32\n  - prompt: a blue square moving up\n    frames: 32\n")
     board = load_storyboard(path)
     assert board.num_frames == 64 and board.fps == 8 and board.scenes[1].prompt == "a blue square moving up"
+    assert board.transition_frames is None  # not given: the model's default, at generation
     (tmp_path / "s.json").write_text(json.dumps({"scenes": [{"prompt": "x", "frames": 3}], "transition_frames": 0}))
     assert load_storyboard(tmp_path / "s.json").transition_frames == 0
     path.write_text("scenes:\n  - prompt: a\n    frames: 16\n  - prompt: b\n    frames: 16\n    transition_frames: 12\n")

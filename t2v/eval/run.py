@@ -184,7 +184,7 @@ def dissolve_bound(change_ends: list[tuple[np.ndarray, np.ndarray, int]]) -> flo
     return max((float(np.abs(b.astype(np.float32) - a.astype(np.float32)).mean()) / steps for a, b, steps in change_ends), default=0.0)
 
 
-def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_frames: int | str = 8, seed: int = 0,
+def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_frames: int | str | None = None, seed: int = 0,
                          progress: bool = True, backgrounds: str = "mixed", **gen_kwargs) -> dict:
     """Judge each scene of `n` 4-scene storyboards on its own frames (the blended frames at the cuts
     left out), and measure jumps: max_jump_ratio of the whole video (largest frame change / median),
@@ -192,13 +192,15 @@ def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_fr
     cut between different backgrounds is a large change by design, a jump inside a scene is not.
     bound_jump_ratio: `dissolve_bound` over the video's median change: no transition of that length
     between the last unblended frame before each cut and the first after it could have a smaller
-    largest change. transition_frames="auto": each cut's length as the pipeline chose it."""
+    largest change. transition_frames="auto": each cut's length as the pipeline chose it; None: the
+    model's default."""
     from t2v.eval.analyse import JUMP_EPS, frame_changes
     from t2v.pipelines.long_video import LongVideoPipeline, Scene
 
     long = LongVideoPipeline(**pipe.components)
     long.t2v_defaults = getattr(pipe, "t2v_defaults", {})
     long.set_progress_bar_config(disable=True)
+    transition_frames = long.default_transition_frames if transition_frames is None else transition_frames
     rows = []
     for k, board in enumerate(tqdm(storyboard_scenes(n, backgrounds=backgrounds), desc=f"storyboards ({backgrounds} backgrounds)", disable=not progress)):
         scenes = [Scene(canonical_caption(s), scene_frames) for s in board]

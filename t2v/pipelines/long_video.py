@@ -63,7 +63,9 @@ Scenes longer than a window (`scene_motion`):
     spread over more frames, not made longer), well under a latent pixel (8 px), so the in-between
     frames do not ghost. Storyboards keep their dissolves: the keyframe storyboard's transitions
     reach as far into both scenes as the video's, and each scene's versions of the blended frames
-    are interpolated along that scene's own keyframes. The UNet's work no longer grows with the
+    are interpolated along that scene's own keyframes, at its own keyframe pace (`carried_time`; at
+    the other scene's keyframe times, one-background storyboards of 32-frame scenes had their
+    largest change at the cuts: 6 of 8 boards within a jump ratio of 3, now 8 of 8). The UNet's work no longer grows with the
     scene's length (one window per scene; decoding still does). The embedded model's default (its
     t2v_model.json "scene_motion"); models without one (ModelScope, whose clips show ongoing motion
     rather than one move) keep "windows". Measured (`t2v eval --prompts 0 --storyboards 8
@@ -97,6 +99,7 @@ from .text_to_video import OUTPUT_TYPES, TextToVideoPipeline, TextToVideoPipelin
 
 MAX_LONG_FRAMES = 4096
 AUTO = "auto"  # transition_frames: the shortest dissolve that keeps every frame change small (choose_transitions)
+DEFAULT_TRANSITION_FRAMES = 8  # for models whose t2v_model.json does not say
 AUTO_JUMP_RATIO = 2.5  # auto aims at a largest change <= this x the median (the target is 3: margin for the median's shift)
 SCENE_BLENDS = ("prediction", "dissolve", "embedding")
 WINDOW_LAYOUTS = ("scenes", "grid")
@@ -118,7 +121,7 @@ class Scene:
 class Storyboard:
     scenes: tuple[Scene, ...]
     fps: float = 8.0
-    transition_frames: int | str = 8
+    transition_frames: int | str | None = None  # None: the model's default (`LongVideoPipeline.default_transition_frames`)
     negative_prompt: str | None = None
 
     @property
@@ -165,8 +168,9 @@ def parse_storyboard(data) -> Storyboard:
     fps = data.get("fps", 8.0)
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"storyboard 'fps' must be a positive number, got {fps!r}")
-    transition = data.get("transition_frames", 8)
-    check_transition("storyboard 'transition_frames'", transition)
+    transition = data.get("transition_frames")  # absent: the model's default
+    if transition is not None:
+        check_transition("storyboard 'transition_frames'", transition)
     board = Storyboard(tuple(scenes), float(fps), transition, data.get("negative_prompt"))
     if board.num_frames > MAX_LONG_FRAMES:
         raise ValueError(f"the storyboard has {board.num_frames} frames in all; at most {MAX_LONG_FRAMES}")
@@ -481,6 +485,20 @@ def interpolate_frames(latents: torch.Tensor, times: np.ndarray, at) -> torch.Te
     return latents[:, :, lo] * (1 - w) + latents[:, :, hi] * w
 
 
+def carried_time(times: np.ndarray, drawn_owner: np.ndarray, f: int, k: int) -> float:
+    """The video time of scene k's version of keyframe f of another scene. The window that carries
+    scene k past its own keyframes draws it on at its own keyframe spacing (the clip's pace), not
+    at the other scene's: m keyframes past k's last one is m x k's step later (before k's first, m
+    steps earlier). (Taking the other scene's keyframe time instead put k's first carried keyframe
+    one video frame after its last own one, though the model drew it a whole keyframe step on: a
+    32-frame scene's version moved twice as fast across the cut.)"""
+    own = np.nonzero(drawn_owner == k)[0]
+    step = (float(times[own[-1]]) - float(times[own[0]])) / (len(own) - 1) if len(own) > 1 else 1.0
+    if f > own[-1]:
+        return float(times[own[-1]]) + (f - own[-1]) * step
+    return float(times[own[0]]) - (own[0] - f) * step
+
+
 def expand_keyframes(latents: torch.Tensor, times: np.ndarray, extra: list[tuple[int, int]], scenes: list[Scene],
                      dissolve: bool) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """From the keyframe storyboard's latents (its frames at `times`, then its extra frames
@@ -488,7 +506,8 @@ def expand_keyframes(latents: torch.Tensor, times: np.ndarray, extra: list[tuple
     (a moving object moves well under a latent pixel from one keyframe to the next, so linear
     interpolation does not ghost), then, for a dissolve, each scene's version of the other
     scenes' blended frames, interpolated along that scene's own keyframes and its versions of the
-    other scenes' keyframes. Returns (latents [B, C, n + len(new extra), h, w], new extra)."""
+    other scenes' keyframes (placed at the scene's own pace, `carried_time`).
+    Returns (latents [B, C, n + len(new extra), h, w], new extra)."""
     n_drawn = len(times)
     n = sum(s.frames for s in scenes)
     parts = [interpolate_frames(latents[:, :, :n_drawn], times, np.arange(n))]
@@ -499,7 +518,7 @@ def expand_keyframes(latents: torch.Tensor, times: np.ndarray, extra: list[tuple
     drawn_owner = np.searchsorted(bounds, times, side="right") - 1  # the scene each keyframe belongs to
     for k in sorted({k for _, k in out_extra}):  # out_extra runs scene by scene, as the parts do
         track = [(float(times[i]), i) for i in np.nonzero(drawn_owner == k)[0]]
-        track += [(float(times[f]), n_drawn + j) for j, (f, kk) in enumerate(extra) if kk == k]
+        track += [(carried_time(times, drawn_owner, f, k), n_drawn + j) for j, (f, kk) in enumerate(extra) if kk == k]
         track.sort()
         idx = torch.tensor([i for _, i in track])
         at = [f for f, kk in out_extra if kk == k]
@@ -541,6 +560,12 @@ class LongVideoPipeline(TextToVideoPipeline):
     @property
     def native_frames(self) -> int:
         return int(getattr(self, "t2v_defaults", {}).get("num_frames", 16))
+
+    @property
+    def default_transition_frames(self) -> int | str:
+        """The model's recommended transition_frames (its t2v_model.json "defaults"), else 8."""
+        value = getattr(self, "t2v_defaults", {}).get("transition_frames", DEFAULT_TRANSITION_FRAMES)
+        return value if value == AUTO else int(value)
 
     @property
     def default_scene_motion(self) -> str:
@@ -591,7 +616,7 @@ class LongVideoPipeline(TextToVideoPipeline):
         guidance_scale: float | None = None,
         window_size: int | None = None,
         window_overlap: int | None = None,
-        transition_frames: int | str = 8,
+        transition_frames: int | str | None = None,
         windows_per_batch: int = 4,
         scene_blend: str = "dissolve",
         window_layout: str = "scenes",
@@ -620,7 +645,7 @@ class LongVideoPipeline(TextToVideoPipeline):
         cut, or "auto" (dissolve only): the shortest even length, up to a quarter of each scene on its
         side, whose crossfade changes no frame by more than 2.5x the median change inside the scenes
         (`choose_transitions`, after decoding; the UNet draws the longest); a scene's own transition_frames
-        wins. scene_motion: how a scene longer than a window is drawn, "keyframes" (one clip of
+        wins; default: the model's (t2v_model.json "defaults"), else 8. scene_motion: how a scene longer than a window is drawn, "keyframes" (one clip of
         window keyframes over the scene, interpolated in latent space: one motion per scene) or
         "windows" (overlapping clips); default: the model's (t2v_model.json "defaults"), else
         "windows". With "keyframes", callback_on_step_end sees the keyframes' latents.
@@ -638,6 +663,7 @@ class LongVideoPipeline(TextToVideoPipeline):
         elif num_frames is None:
             num_frames = 4 * window_size
         scene_motion = self.default_scene_motion if scene_motion is None else scene_motion
+        transition_frames = self.default_transition_frames if transition_frames is None else transition_frames
         self.check_long_inputs(prompt, scenes, num_frames, window_size, window_overlap, transition_frames, output_type, scene_blend,
                                window_layout, scene_motion)
         if regions is not None and (scenes is not None or not one_pass(num_frames, window_size or self.native_frames, scene_motion)):
