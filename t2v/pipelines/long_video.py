@@ -65,8 +65,8 @@ Scenes longer than a window (`scene_motion`):
     reach as far into both scenes as the video's, and each scene's versions of the blended frames
     are interpolated along that scene's own keyframes, at its own keyframe pace (`carried_time`; at
     the other scene's keyframe times, one-background storyboards of 32-frame scenes had their
-    largest change at the cuts: 6 of 8 boards within a jump ratio of 3, now 8 of 8). The UNet's work no longer grows with the
-    scene's length (one window per scene; decoding still does). The embedded model's default (its
+    largest change at the cuts: 6 of 8 boards within a jump ratio of 3, now 8 of 8). The UNet's
+    work no longer grows with the scene's length (one window per scene; decoding still does). The embedded model's default (its
     t2v_model.json "scene_motion"); models without one (ModelScope, whose clips show ongoing motion
     rather than one move) keep "windows". Measured (`t2v eval --prompts 0 --storyboards 8
     --scene-frames 32 --long 8 --scene-motion keyframes`, stage-7 UNet, seed 0): storyboard scenes
@@ -645,8 +645,9 @@ class LongVideoPipeline(TextToVideoPipeline):
         cut, or "auto" (dissolve only): the shortest even length, up to a quarter of each scene on its
         side, whose crossfade changes no frame by more than 2.5x the median change inside the scenes
         (`choose_transitions`, after decoding; the UNet draws the longest); a scene's own transition_frames
-        wins; default: the model's (t2v_model.json "defaults"), else 8. scene_motion: how a scene longer than a window is drawn, "keyframes" (one clip of
-        window keyframes over the scene, interpolated in latent space: one motion per scene) or
+        wins; default: the model's (t2v_model.json "defaults"), else 8. scene_motion: how a scene
+        longer than a window is drawn, "keyframes" (one clip of window keyframes over the scene,
+        interpolated in latent space: one motion per scene) or
         "windows" (overlapping clips); default: the model's (t2v_model.json "defaults"), else
         "windows". With "keyframes", callback_on_step_end sees the keyframes' latents.
         regions (`t2v.pipelines.regions.Region`s, masks over the whole video): one prompt drawn in one
