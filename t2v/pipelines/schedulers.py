@@ -1,12 +1,13 @@
 """Schedulers by name, swapped on a pipeline with diffusers' `from_config`.
 
 The names follow the community's habits (A1111, ComfyUI): "dpm++" is DPM-Solver++ (2M), the
-default for generation as in the ModelScope blog recipe.
+embedded model's own scheduler, as in the ModelScope blog recipe.
 """
 
 from __future__ import annotations
 
 import diffusers
+
 
 # name -> (diffusers class name, extra config overrides)
 SCHEDULERS: dict[str, tuple[str, dict]] = {
@@ -21,7 +22,6 @@ SCHEDULERS: dict[str, tuple[str, dict]] = {
     "unipc": ("UniPCMultistepScheduler", {}),
     "deis": ("DEISMultistepScheduler", {}),
 }
-DEFAULT_SCHEDULER = "dpm++"
 
 
 def scheduler_names() -> list[str]:
