@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+
 PROMPTS = {
     "left": "a large red circle moving left on a black background",
     "right": "a large red circle moving right on a black background",
@@ -37,7 +38,11 @@ PROMPTS = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model directory (default: the embedded model)")
-    ap.add_argument("--positions", default="model", help="frame positions: 'model' (as loaded), 'none', 'sinusoidal', 'sinusoidal+spatial'")
+    ap.add_argument(
+        "--positions",
+        default="model",
+        help="frame positions: 'model' (as loaded), 'none', 'sinusoidal', 'sinusoidal+spatial'",
+    )
     ap.add_argument("--schedule", choices=("model", "zero-snr", "shift"), default="model")
     ap.add_argument("--shift", type=float, default=7.0)
     ap.add_argument("--steps", type=int, default=150)
@@ -62,12 +67,15 @@ def main() -> None:
     if args.schedule == "shift":
         noise_scheduler = DDPMScheduler(**noise_schedule(args.shift), prediction_type="v_prediction")
     else:  # the model's own schedule, optionally rescaled to zero terminal SNR
-        noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config, prediction_type="v_prediction",
-                                                    rescale_betas_zero_snr=args.schedule == "zero-snr")
+        noise_scheduler = DDPMScheduler.from_config(
+            pipe.scheduler.config, prediction_type="v_prediction", rescale_betas_zero_snr=args.schedule == "zero-snr"
+        )
 
     @torch.no_grad()
     def embed(prompt: str) -> torch.Tensor:
-        t = tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt")
+        t = tok(
+            [prompt], padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+        )
         return te(t.input_ids, attention_mask=t.attention_mask)[0]
 
     emb = {k: embed(p) for k, p in PROMPTS.items()}
@@ -75,7 +83,8 @@ def main() -> None:
 
     @torch.no_grad()
     def latents(directions) -> torch.Tensor:
-        clips = np.stack([render(SceneSpec("black", (ObjectSpec("circle", "red", "large", d),)), rng=rng) for d in directions])
+        scenes = [SceneSpec("black", (ObjectSpec("circle", "red", "large", d),)) for d in directions]
+        clips = np.stack([render(scene, rng=rng) for scene in scenes])
         frames = torch.from_numpy(clips).float().div(127.5).sub(1).permute(0, 1, 4, 2, 3).flatten(0, 1)
         lat = encode(vae, frames, sample=False) * vae.config.scaling_factor
         return lat.reshape(len(directions), -1, *lat.shape[1:]).permute(0, 2, 1, 3, 4)
@@ -83,8 +92,11 @@ def main() -> None:
     pair = latents(["left", "right"])
     gap = (pair[0] - pair[1]).norm()
     ac = noise_scheduler.alphas_cumprod
-    print(f"positions {frame_position_kind(unet)}, schedule {args.schedule}; d' (left vs right from the noisy input alone): "
-          + ", ".join(f"t={t}: {gap * ac[t].sqrt():.2f}" for t in (500, 700, 900, 999)))
+    print(
+        f"positions {frame_position_kind(unet)}, schedule {args.schedule}; "
+        "d' (left vs right from the noisy input alone): "
+        + ", ".join(f"t={t}: {gap * ac[t].sqrt():.2f}" for t in (500, 700, 900, 999))
+    )
     probe_noise = torch.randn(pair[:1].shape, generator=torch.Generator().manual_seed(0))
     top = noise_scheduler.config.num_train_timesteps - 1
 
@@ -111,8 +123,11 @@ def main() -> None:
         loss.backward()
         opt.step()
         if step % args.every == 0:
-            print(f"step {step}: loss {loss.item():.3f}, |UNet(left) - UNet(right)| at t={top}: {sensitivity():.2f} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+            print(
+                f"step {step}: loss {loss.item():.3f}, |UNet(left) - UNet(right)| at t={top}: {sensitivity():.2f} "
+                f"({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import statistics
 
 import torch
 
+
 BASE = "a large red circle moving left on a black background"
 SWAPS = {
     "direction left->right": BASE.replace("left", "right"),
@@ -46,11 +47,16 @@ def main() -> None:
 
     @torch.no_grad()
     def embed(prompt: str):
-        t = tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt")
+        t = tok(
+            [prompt], padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+        )
         return te(t.input_ids, attention_mask=t.attention_mask)[0], t
 
     size = pipe.default_size // pipe.vae_scale_factor
-    noises = [torch.randn(1, cfg.in_channels, 16, size, size, generator=torch.Generator().manual_seed(s)) for s in range(args.seeds)]
+    noises = [
+        torch.randn(1, cfg.in_channels, 16, size, size, generator=torch.Generator().manual_seed(s))
+        for s in range(args.seeds)
+    ]
     base = embed(BASE)[0]
     print(f"word swaps: median |UNet(swapped) - UNet(base)| over {args.seeds} noises (base: {BASE!r})")
     timesteps = [int(t) for t in args.timesteps.split(",")]
@@ -59,10 +65,16 @@ def main() -> None:
         ref = {(t, i): unet(n, t, encoder_hidden_states=base).sample for t in timesteps for i, n in enumerate(noises)}
         for name, prompt in SWAPS.items():
             e = embed(prompt)[0]
-            row = [statistics.median((unet(n, t, encoder_hidden_states=e).sample - ref[t, i]).norm().item() for i, n in enumerate(noises))
-                   for t in timesteps]
+            row = [
+                statistics.median(
+                    (unet(n, t, encoder_hidden_states=e).sample - ref[t, i]).norm().item()
+                    for i, n in enumerate(noises)
+                )
+                for t in timesteps
+            ]
             print(f"{name:24s}" + "".join(f"{v:10.2f}" for v in row))
-        print(f"{'|UNet(base)|':24s}" + "".join(f"{statistics.median(ref[t, i].norm().item() for i in range(len(noises))):10.2f}" for t in timesteps))
+        norms = [statistics.median(ref[t, i].norm().item() for i in range(len(noises))) for t in timesteps]
+        print(f"{'|UNet(base)|':24s}" + "".join(f"{v:10.2f}" for v in norms))
 
     # attention shares: the projections' outputs are captured by hooks, so whatever attention processor the
     # model uses (frame positions included) is what is measured
@@ -86,7 +98,10 @@ def main() -> None:
             q, k = attn.head_to_batch_dim(store["to_q"]), attn.head_to_batch_dim(store["to_k"])
             shares.append(attn.get_attention_scores(q, k, None).mean(dim=(0, 1)))
         share = torch.stack(shares).mean(0)
-        print(f"\nmean cross-attention share per token at t={t} ({len(shares)} spatial cross-attentions; uniform = {1 / len(words):.3f}):")
+        print(
+            f"\nmean cross-attention share per token at t={t} "
+            f"({len(shares)} spatial cross-attentions; uniform = {1 / len(words):.3f}):"
+        )
         print("  " + "  ".join(f"{w}:{s:.3f}" for w, s in zip(words[:real], share[:real].tolist())))
         print(f"  padding ({len(words) - real} tokens): {share[real:].sum():.3f}")
     for h in hooks:

@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+
 __all__ = [
     "DEFAULT_FPS",
     "SUPPORTED_FORMATS",

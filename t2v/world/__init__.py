@@ -21,6 +21,7 @@ from t2v.world.shapes import (
     trajectories,
 )
 
+
 __all__ = [
     "BACKGROUNDS", "COLORS", "MOTIONS", "SHAPES", "SIZES", "GRAMMAR_WORDS",
     "ObjectSpec", "SceneSpec", "ShapesWorldDataset",

@@ -15,16 +15,26 @@ import numpy as np
 
 from t2v.world.shapes import BACKGROUNDS, COLORS, SIZES, ObjectSpec, SceneSpec
 
+
 NOUNS = {"circle": ("circle", "ball", "disk"), "square": ("square", "box"), "triangle": ("triangle",)}
 MOVING = ("moving", "sliding", "drifting")
-DIRECTIONS = {"left": ("left", "to the left"), "right": ("right", "to the right"), "up": ("up", "upward"), "down": ("down", "downward")}
+DIRECTIONS = {
+    "left": ("left", "to the left"),
+    "right": ("right", "to the right"),
+    "up": ("up", "upward"),
+    "down": ("down", "downward"),
+}
 STILL = ("standing still", "staying still", "not moving")
 SIZE_CHANGE = {"growing": ("growing", "getting bigger"), "shrinking": ("shrinking", "getting smaller")}
 P_SIZE_WORD = 0.7  # probability of the size word for objects that have a size
 P_BACKGROUND = 0.5  # probability of the background phrase
 
 # Novel phrasings: none of these words appear in GRAMMAR_WORDS (checked by tests).
-NOVEL_NOUNS = {"circle": ("circle", "orb", "dot"), "square": ("square", "block", "tile"), "triangle": ("triangle", "wedge")}
+NOVEL_NOUNS = {
+    "circle": ("circle", "orb", "dot"),
+    "square": ("square", "block", "tile"),
+    "triangle": ("triangle", "wedge"),
+}
 NOVEL_SIZES = {"small": ("tiny", "little"), "large": ("big", "huge")}
 NOVEL_MOTIONS = {  # (present participle, third person)
     "left": (("heading left", "travels to the left"), ("heading leftwards", "goes leftwards")),
@@ -65,7 +75,8 @@ def _object_phrase(obj: ObjectSpec, rng: np.random.Generator) -> str:
 
 
 def caption(scene: SceneSpec, rng: np.random.Generator) -> str:
-    """A random caption from the training grammar, e.g. "a small red ball sliding to the right on a black background".
+    """A random caption from the training grammar, e.g.
+    "a small red ball sliding to the right on a black background".
 
     Objects are joined with " and " in random order; the background phrase is optional.
     """
@@ -82,7 +93,8 @@ def canonical_caption(scene: SceneSpec) -> str:
     """The fixed evaluation phrasing, e.g. "a small red circle moving right on a black background"."""
 
     def phrase(o: ObjectSpec) -> str:
-        motion = {"still": "standing still", "growing": "growing", "shrinking": "shrinking"}.get(o.motion, f"moving {o.motion}")
+        fixed = {"still": "standing still", "growing": "growing", "shrinking": "shrinking"}
+        motion = fixed.get(o.motion, f"moving {o.motion}")
         size = f"{o.size} " if o.size else ""
         return _article(f"{size}{o.color} {o.shape} {motion}")
 

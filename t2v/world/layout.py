@@ -5,7 +5,8 @@ one moves horizontally; see t2v.world.shapes). `shapes_regions` reads the object
 motion words from a prompt and returns one `Region` per object, so the embedded model's
 cross-attention hears each object's words only in its band (t2v.pipelines.regions):
 
-    >>> regions = shapes_regions("a red square moving right and a blue circle growing on a black background", 16, 64, 64)
+    >>> prompt = "a red square moving right and a blue circle growing on a black background"
+    >>> regions = shapes_regions(prompt, 16, 64, 64)
     >>> [r.text for r in regions]
     ['a red square moving right', 'a blue circle growing']
 
@@ -19,6 +20,7 @@ import re
 from t2v.pipelines.regions import Region, band_masks
 from t2v.world.captions import DIRECTIONS, NOVEL_MOTIONS
 from t2v.world.shapes import BACKGROUNDS, COLORS
+
 
 _BACKGROUND = re.compile(rf"(,| on an?| against an?| over an?) ({'|'.join(BACKGROUNDS)}) (background|backdrop)\s*$")
 _OBJECT_SPLIT = re.compile(r",? and (?=an? )")  # "... and a blue circle", not "... and it rises"
@@ -101,8 +103,10 @@ def clip_regions(caption: str, scene: dict, video) -> list[Region] | None:
         ys, xs = torch.nonzero(hit, as_tuple=True)
         boxes.append((int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())))
     (ax0, ax1, ay0, ay1), (bx0, bx1, by0, by1) = boxes
-    order = {"columns": (ax1 < width // 2 <= bx0, bx1 < width // 2 <= ax0),  # (first object in the first band, in the second)
-             "rows": (ay1 < height // 2 <= by0, by1 < height // 2 <= ay0)}
+    order = {  # direction -> (first object in the first band, first object in the second band)
+        "columns": (ax1 < width // 2 <= bx0, bx1 < width // 2 <= ax0),
+        "rows": (ay1 < height // 2 <= by0, by1 < height // 2 <= ay0),
+    }
     preferred = _direction(phrases)
     for direction in (preferred, "rows" if preferred == "columns" else "columns"):
         if any(order[direction]):
@@ -112,3 +116,9 @@ def clip_regions(caption: str, scene: dict, video) -> list[Region] | None:
             texts = _texts(caption, phrases)
             return [Region(texts[0], first), Region(texts[1], second)]
     return None
+
+
+# The region-planner interface (t2v.models.defaults.REGION_PLANNERS["shapes"]): has_layout, plan_regions, LAYOUT_HELP
+plan_regions = shapes_regions
+LAYOUT_HELP = ("one prompt naming two objects, each with a colour, joined by 'and' "
+               "(e.g. 'a red square moving right and a blue circle growing on a black background')")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {"black": (0, 0, 0), "white": (255, 255, 255), "gray": (128, 128, 128)}
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
@@ -106,7 +107,8 @@ class SceneSpec:
         motions = {o.motion for o in objs}
         if motions & set(HORIZONTAL) and motions & set(VERTICAL):
             raise ValueError(
-                f"a horizontal and a vertical mover cannot be laid out without overlap, got motions {[o.motion for o in objs]}"
+                "a horizontal and a vertical mover cannot be laid out without overlap, "
+                f"got motions {[o.motion for o in objs]}"
             )
 
 
