@@ -2,7 +2,8 @@
 
     python benchmarks/bench_long.py                       # the embedded model, 32 64 128 256 frames
     python benchmarks/bench_long.py --frames 32 256 --runs 3
-    python benchmarks/bench_long.py --scene-motion windows   # overlapping windows (the default for models without a say)
+    python benchmarks/bench_long.py --scene-motion windows   # overlapping windows
+                                                             # (the default for models without a say)
 
 Each length runs in a fresh subprocess (so its peak RSS is its own), `--runs` times; prints the
 median seconds per frame, its spread against the 32-frame figure (target within +-20%), the peak
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import time
 
+
 PROMPT = "a red circle moving right on a black background"
 
 
@@ -29,21 +31,24 @@ def child(args) -> None:
     import torch
 
     from t2v.eval.analyse import max_jump_ratio
-    from t2v.models.loading import load_pipeline
     from t2v.pipelines.long_video import LongVideoPipeline
-    from t2v.pipelines.text_to_video import to_uint8
+    from t2v.pipelines.text_to_video import load_pipeline, to_uint8
 
     torch.set_num_threads(args.threads)
     pipe = load_pipeline(args.model, device="cpu")
     long = LongVideoPipeline(**pipe.components)
-    long.t2v_defaults = pipe.t2v_defaults
     long.set_progress_bar_config(disable=True)
     long(PROMPT, num_frames=16, num_inference_steps=2, seed=0)  # warm-up, not timed (first-call costs)
     times, jumps = [], []
     for run in range(args.runs):
         start = time.perf_counter()
-        frames = long(PROMPT, num_frames=args.child_frames, num_inference_steps=args.steps, seed=run,
-                      scene_motion=args.scene_motion).frames[0]
+        frames = long(
+            PROMPT,
+            num_frames=args.child_frames,
+            num_inference_steps=args.steps,
+            seed=run,
+            scene_motion=args.scene_motion,
+        ).frames[0]
         times.append(time.perf_counter() - start)
         jumps.append(max_jump_ratio(to_uint8(frames)))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -65,19 +70,40 @@ def main() -> None:
 
     rows = []
     for n in args.frames:
-        cmd = [sys.executable, __file__, "--child-frames", str(n), "--runs", str(args.runs), "--steps", str(args.steps),
-               "--threads", str(args.threads)] + (["--model", args.model] if args.model else []) + \
-              (["--scene-motion", args.scene_motion] if args.scene_motion else [])
-        rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]))
+        cmd = (
+            [
+                sys.executable,
+                __file__,
+                "--child-frames",
+                str(n),
+                "--runs",
+                str(args.runs),
+                "--steps",
+                str(args.steps),
+                "--threads",
+                str(args.threads),
+            ]
+            + (["--model", args.model] if args.model else [])
+            + (["--scene-motion", args.scene_motion] if args.scene_motion else [])
+        )
+        rows.append(
+            json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        )
     base = rows[0]
     base_spf = statistics.median(base["seconds"]) / base["frames"]
-    print(f"model: {args.model or 'embedded t2v-shapes'}; scene motion: {args.scene_motion or 'the model default'}; {args.steps} steps, "
-          f"{args.threads} threads, median of {args.runs} runs per length")
+    print(
+        f"model: {args.model or 'embedded t2v-shapes'}; "
+        f"scene motion: {args.scene_motion or 'the model default'}; {args.steps} steps, "
+        f"{args.threads} threads, median of {args.runs} runs per length"
+    )
     print("frames  s/video   s/frame  vs first  peak RSS MB  vs first  max jump ratio (worst)")
     for r in rows:
         spf = statistics.median(r["seconds"]) / r["frames"]
-        print(f"{r['frames']:>6}  {statistics.median(r['seconds']):>7.2f}  {spf:>8.3f}  {100 * (spf / base_spf - 1):>+7.1f}%  "
-              f"{r['peak_rss_mb']:>11.0f}  {r['peak_rss_mb'] / base['peak_rss_mb']:>7.2f}x  {max(r['jump']):.2f}")
+        print(
+            f"{r['frames']:>6}  {statistics.median(r['seconds']):>7.2f}  {spf:>8.3f}  "
+            f"{100 * (spf / base_spf - 1):>+7.1f}%  "
+            f"{r['peak_rss_mb']:>11.0f}  {r['peak_rss_mb'] / base['peak_rss_mb']:>7.2f}x  {max(r['jump']):.2f}"
+        )
 
 
 if __name__ == "__main__":

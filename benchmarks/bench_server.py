@@ -6,8 +6,9 @@
 Starts `t2v serve` on a free loopback port with a fresh data directory, then alternates, `--runs`
 times: one job in this process (the pipeline call, and `run_generate` = the pipeline plus writing the
 mp4, what `t2v generate` does) and the same job through the API (POST, then a long poll `GET
-/v1/jobs/{id}?wait=60` until it has succeeded), never both at once. Prints the medians and the overhead (target <= 5%). Then submits
-`--burst` jobs at once and reports jobs per minute until the last one has finished.
+/v1/jobs/{id}?wait=60` until it has succeeded), never both at once. Prints the medians and the
+overhead (target <= 5%). Then submits `--burst` jobs at once and reports jobs per minute until the
+last one has finished.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 
 PROMPT = "a red circle moving right on a black background"
 
@@ -53,14 +55,36 @@ def main() -> None:
     p.add_argument("--width", type=int, default=None)
     args = p.parse_args()
 
-    from t2v.generate import GenerateRequest, get_pipeline, run_generate
+    from t2v.generate import get_pipeline, run_generate
+    from t2v.request import GenerateRequest
 
-    params = {k: v for k, v in dict(prompt=PROMPT, num_frames=args.frames, num_inference_steps=args.steps,
-                                    height=args.height, width=args.width).items() if v is not None}
+    params = {
+        k: v
+        for k, v in {
+            "prompt": PROMPT,
+            "num_frames": args.frames,
+            "num_inference_steps": args.steps,
+            "height": args.height,
+            "width": args.width,
+        }.items()
+        if v is not None
+    }
     tmp = Path(tempfile.mkdtemp(prefix="t2v-bench-server-"))
     port = free_port()
-    cmd = [sys.executable, "-m", "t2v.cli", "serve", "--port", str(port), "--data-dir", str(tmp / "data"), "--device", "cpu",
-           "--max-queue", str(max(100, args.burst))] + (["--model", args.model] if args.model else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "t2v.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp / "data"),
+        "--device",
+        "cpu",
+        "--max-queue",
+        str(max(100, args.burst)),
+    ] + (["--model", args.model] if args.model else [])
     log = open(tmp / "server.log", "wb")
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     try:
@@ -75,10 +99,12 @@ def main() -> None:
             time.sleep(0.2)
         pipe = get_pipeline(args.model, "cpu", None)
         pipe.set_progress_bar_config(disable=True)
-        defaults = pipe.t2v_defaults if hasattr(pipe, "t2v_defaults") else {}
-        call = dict(num_frames=params.get("num_frames", defaults.get("num_frames", 16)),
-                    num_inference_steps=params.get("num_inference_steps", defaults.get("num_inference_steps", 25)),
-                    height=params.get("height", pipe.default_size), width=params.get("width", pipe.default_size))
+        call = {
+            "num_frames": params.get("num_frames", pipe.defaults.num_frames),
+            "num_inference_steps": params.get("num_inference_steps", pipe.defaults.num_inference_steps),
+            "height": params.get("height", pipe.default_size),
+            "width": params.get("width", pipe.default_size),
+        }
 
         # warm up both sides, then alternate
         api_job(client, dict(params, seed=0))
@@ -89,14 +115,26 @@ def main() -> None:
             pipe(PROMPT, seed=i, **call)
             t_pipe.append(time.perf_counter() - start)
             start = time.perf_counter()
-            run_generate(GenerateRequest(prompt=PROMPT, output=tmp / f"direct-{i}.mp4", model=args.model, device="cpu", seed=i,
-                                         progress=False, **{k: v for k, v in params.items() if k != "prompt"}))
+            run_generate(
+                GenerateRequest(
+                    prompt=PROMPT,
+                    output=tmp / f"direct-{i}.mp4",
+                    model=args.model,
+                    device="cpu",
+                    seed=i,
+                    progress=False,
+                    **{k: v for k, v in params.items() if k != "prompt"},
+                )
+            )
             t_gen.append(time.perf_counter() - start)
             t_api.append(api_job(client, dict(params, seed=i)))
         m_pipe, m_gen, m_api = (statistics.median(t) for t in (t_pipe, t_gen, t_api))
 
         start = time.perf_counter()
-        ids = [client.post("/v1/jobs", json=dict(params, seed=100 + i)).raise_for_status().json()["id"] for i in range(args.burst)]
+        ids = [
+            client.post("/v1/jobs", json=dict(params, seed=100 + i)).raise_for_status().json()["id"]
+            for i in range(args.burst)
+        ]
         ok = 0
         for i in ids:  # they finish in order: wait for each in turn
             job = {"status": "queued"}
@@ -108,8 +146,12 @@ def main() -> None:
         server.terminate()
         server.wait(30)
 
-    print(f"model: {args.model or 't2v-shapes (embedded)'}; job: {call['num_frames']} frames {call['width']}x{call['height']}, "
-          f"{call['num_inference_steps']} steps; {args.runs} runs, medians; torch threads {__import__('torch').get_num_threads()}")
+    print(
+        f"model: {args.model or 't2v-shapes (embedded)'}; "
+        f"job: {call['num_frames']} frames {call['width']}x{call['height']}, "
+        f"{call['num_inference_steps']} steps; {args.runs} runs, medians; "
+        f"torch threads {__import__('torch').get_num_threads()}"
+    )
     print(f"pipeline call (in process)       {m_pipe:8.3f} s")
     print(f"run_generate (pipeline + mp4)    {m_gen:8.3f} s")
     print(f"API job (POST, long poll, done)  {m_api:8.3f} s")

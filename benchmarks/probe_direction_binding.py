@@ -55,9 +55,11 @@ def main() -> None:
     torch.manual_seed(0)
     from diffusers import DDPMScheduler
 
-    from t2v.models.loading import load_pipeline
     from t2v.models.temporal_position import add_frame_positions, frame_position_kind
-    from t2v.training.train import encode, noise_schedule, sample_timesteps
+    from t2v.pipelines.text_to_video import load_pipeline
+    from t2v.training.first_stage import encode
+    from t2v.training.loop import noise_schedule
+    from t2v.training.unet import sample_timesteps
     from t2v.world.shapes import ObjectSpec, SceneSpec, render
 
     pipe = load_pipeline(args.model, device="cpu")
@@ -73,9 +75,7 @@ def main() -> None:
 
     @torch.no_grad()
     def embed(prompt: str) -> torch.Tensor:
-        t = tok(
-            [prompt], padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
-        )
+        t = tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt")
         return te(t.input_ids, attention_mask=t.attention_mask)[0]
 
     emb = {k: embed(p) for k, p in PROMPTS.items()}

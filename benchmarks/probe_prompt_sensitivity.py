@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from t2v.models.loading import load_pipeline
+    from t2v.pipelines.text_to_video import load_pipeline
 
     pipe = load_pipeline(args.model, device="cpu")
     unet, tok, te = pipe.unet, pipe.tokenizer, pipe.text_encoder
@@ -47,9 +47,7 @@ def main() -> None:
 
     @torch.no_grad()
     def embed(prompt: str):
-        t = tok(
-            [prompt], padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
-        )
+        t = tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt")
         return te(t.input_ids, attention_mask=t.attention_mask)[0], t
 
     size = pipe.default_size // pipe.vae_scale_factor
@@ -84,8 +82,11 @@ def main() -> None:
         if name.endswith("attn2") and ".attentions." in name and "temp_attentions" not in name:
             captured[name] = {}
             for proj in ("to_q", "to_k"):
-                hooks.append(getattr(module, proj).register_forward_hook(
-                    lambda m, i, o, store=captured[name], proj=proj: store.__setitem__(proj, o)))
+                hooks.append(
+                    getattr(module, proj).register_forward_hook(
+                        lambda m, i, o, store=captured[name], proj=proj: store.__setitem__(proj, o)
+                    )
+                )
     _, tokens = embed(BASE)
     words = tok.convert_ids_to_tokens(tokens.input_ids[0])
     real = int(tokens.attention_mask[0].sum())

@@ -1,16 +1,19 @@
 """t2v: text-to-video with latent video diffusion.
 
-    >>> from t2v import load_pipeline, write_video
-    >>> pipe = load_pipeline()                      # the embedded model; or a directory / Hub id
-    >>> frames = pipe("a red circle moving right", seed=0).frames[0]
-    >>> write_video("out.mp4", frames)
+>>> from t2v import load_pipeline, write_video
+>>> pipe = load_pipeline()                      # the embedded model; or a directory / Hub id
+>>> frames = pipe("a red circle moving right", seed=0).frames[0]
+>>> write_video("out.mp4", frames)
 """
 
 __version__ = "0.1.0"
 
+import importlib
+
+
 _LAZY = {
     "TextToVideoPipeline": "t2v.pipelines.text_to_video",
-    "load_pipeline": "t2v.models.loading",
+    "load_pipeline": "t2v.pipelines.text_to_video",
     "save_model": "t2v.models.loading",
     "write_video": "t2v.video_io",
     "read_video": "t2v.video_io",
@@ -20,8 +23,6 @@ _LAZY = {
 
 def __getattr__(name):  # import torch and diffusers only when needed (fast `t2v --version`)
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 't2v' has no attribute {name!r}")
 

@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_FPS = 8.0  # as ModelScope text-to-video
+MAX_FPS = 240
 
 # format name -> how a path selects it
 SUPPORTED_FORMATS: dict[str, str] = {
@@ -93,9 +94,7 @@ def format_for_path(path: str | os.PathLike) -> str:
         return "png"
     if suffix not in _EXTENSIONS:
         allowed = ", ".join(SUPPORTED_FORMATS.values())
-        raise VideoIOError(
-            f"path {s!r} has unsupported extension {suffix!r}; supported: {allowed}"
-        )
+        raise VideoIOError(f"path {s!r} has unsupported extension {suffix!r}; supported: {allowed}")
     return _EXTENSIONS[suffix]
 
 
@@ -122,15 +121,11 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise VideoIOError(f"output directory {parent} is not writable")
     if target.exists():
         if not overwrite:
-            raise VideoIOError(
-                f"output {target} already exists; pass --overwrite (overwrite=True) to replace it"
-            )
+            raise VideoIOError(f"output {target} already exists; pass --overwrite (overwrite=True) to replace it")
         if fmt == "png" and not target.is_dir():
             raise VideoIOError(f"output {target} exists and is not a directory of PNG frames")
         if fmt == "png" and not _is_frame_folder(target):
-            raise VideoIOError(
-                f"refusing to replace directory {target}: it holds files other than PNG frames"
-            )
+            raise VideoIOError(f"refusing to replace directory {target}: it holds files other than PNG frames")
         if fmt != "png" and target.is_dir():
             raise VideoIOError(f"output {target} exists and is a directory, not a {fmt} file")
     return target
@@ -153,8 +148,7 @@ def as_uint8_frames(frames, what: str = "frames") -> np.ndarray:
     if shape[-1] != 3:
         hint = "; looks like [F, 3, H, W]: transpose to [F, H, W, 3]" if shape[1] == 3 else ""
         raise VideoIOError(
-            f"{what} must have 3 (RGB) channels in the last axis, "
-            f"got {shape[-1]} (shape {shape}){hint}"
+            f"{what} must have 3 (RGB) channels in the last axis, got {shape[-1]} (shape {shape}){hint}"
         )
     if 0 in shape:
         raise VideoIOError(f"{what} must not be empty, got shape {shape}")
@@ -164,15 +158,14 @@ def as_uint8_frames(frames, what: str = "frames") -> np.ndarray:
         if not np.isfinite(frames).all():
             raise VideoIOError(f"{what} contain NaN or infinite values")
         return np.rint(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8)
-    raise VideoIOError(
-        f"{what} must be uint8 in [0, 255] or float in [0, 1], got dtype {frames.dtype}"
-    )
+    raise VideoIOError(f"{what} must be uint8 in [0, 255] or float in [0, 1], got dtype {frames.dtype}")
 
 
-def _check_fps(fps) -> float:
+def check_fps(fps, name: str = "fps") -> float:
+    """Frames per second: a number in (0, MAX_FPS]; the one rule for every door (files, requests, storyboards)."""
     is_real = isinstance(fps, numbers.Real) and not isinstance(fps, bool)
-    if not is_real or not math.isfinite(fps) or fps <= 0:
-        raise VideoIOError(f"fps must be a positive finite number, got {fps!r}")
+    if not is_real or not math.isfinite(fps) or not 0 < fps <= MAX_FPS:
+        raise VideoIOError(f"{name} must be a number in (0, {MAX_FPS}], got {fps!r}")
     return float(fps)
 
 
@@ -200,11 +193,39 @@ def _pad_to_even(frames: np.ndarray) -> np.ndarray:
 def _ffmpeg_output_args(fmt: str, crf: int) -> list[str]:
     """ffmpeg output options for each encoded format."""
     if fmt == "mp4":
-        return ["-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p", *_BT709,
-                "-movflags", "+faststart", "-f", "mp4"]
+        return [
+            "-c:v",
+            "libx264",
+            "-crf",
+            str(crf),
+            "-pix_fmt",
+            "yuv420p",
+            *_BT709,
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+        ]
     if fmt == "webm":  # -b:v 0 makes -crf constant quality
-        return ["-c:v", "libvpx-vp9", "-crf", str(crf), "-b:v", "0", "-deadline", "good",
-                "-cpu-used", "4", "-row-mt", "1", "-pix_fmt", "yuv420p", *_BT709, "-f", "webm"]
+        return [
+            "-c:v",
+            "libvpx-vp9",
+            "-crf",
+            str(crf),
+            "-b:v",
+            "0",
+            "-deadline",
+            "good",
+            "-cpu-used",
+            "4",
+            "-row-mt",
+            "1",
+            "-pix_fmt",
+            "yuv420p",
+            *_BT709,
+            "-f",
+            "webm",
+        ]
     if fmt == "gif":  # one palette for the whole clip (no flicker); ffmpeg buffers the clip
         return ["-vf", "split[a][b];[a]palettegen[p];[b][p]paletteuse", "-loop", "0", "-f", "gif"]
     raise AssertionError(fmt)
@@ -214,9 +235,25 @@ def _encode_ffmpeg(out: Path, frames: np.ndarray, fps: float, out_args: list[str
     """Pipe raw RGB frames into the bundled ffmpeg; raise VideoIOError if it fails."""
     _, h, w, _ = frames.shape
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", repr(fps),
-        "-i", "-", "-an", *out_args, "-y", str(out),
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{w}x{h}",
+        "-framerate",
+        repr(fps),
+        "-i",
+        "-",
+        "-an",
+        *out_args,
+        "-y",
+        str(out),
     ]
     with tempfile.TemporaryFile() as log:  # a file, not a pipe: ffmpeg can never block on it
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
@@ -242,8 +279,7 @@ def _encode_ffmpeg(out: Path, frames: np.ndarray, fps: float, out_args: list[str
             log.seek(0)
             lines = log.read().decode(errors="replace").strip().splitlines()
             raise VideoIOError(
-                f"ffmpeg failed to write {out.name} (exit code {rc}): "
-                f"{lines[-1] if lines else 'no error message'}"
+                f"ffmpeg failed to write {out.name} (exit code {rc}): {lines[-1] if lines else 'no error message'}"
             )
 
 
@@ -289,14 +325,15 @@ def write_video(
     target = check_output_path(path, overwrite=overwrite)
     fmt = format_for_path(path)
     frames = as_uint8_frames(frames)
-    fps = _check_fps(fps)
+    fps = check_fps(fps)
     if fmt in _MAX_CRF:
         crf = _check_crf(crf, fmt)
         frames = _pad_to_even(frames)
     if fmt == "gif" and fps > 50:
         warnings.warn(
             f"fps={fps} is above 50: GIF frame delays are in 10 ms steps and many "
-            "viewers slow down delays under 20 ms", stacklevel=2,
+            "viewers slow down delays under 20 ms",
+            stacklevel=2,
         )
     try:
         if fmt == "png":
@@ -335,7 +372,7 @@ def _read_png_folder(path: Path) -> tuple[np.ndarray, float]:
     for i, f in enumerate(files):
         with Image.open(f) as im:
             if i == 0 and _FPS_TEXT_KEY in getattr(im, "text", {}):
-                fps = _check_fps(float(im.text[_FPS_TEXT_KEY]))
+                fps = check_fps(float(im.text[_FPS_TEXT_KEY]))
             frames.append(np.asarray(im.convert("RGB")))
     if len({fr.shape for fr in frames}) > 1:
         raise VideoIOError(f"PNG frames in {path} have different sizes")
@@ -356,24 +393,33 @@ def _read_gif(path: Path) -> tuple[np.ndarray, float]:
 def _read_ffmpeg(path: Path) -> tuple[np.ndarray, float]:
     """Decode the first video stream to rgb24 with the bundled ffmpeg."""
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", str(path),
-        "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
     ]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     log = proc.stderr.decode(errors="replace")
     if proc.returncode != 0:
         lines = log.strip().splitlines()
         raise VideoIOError(f"could not read {path}: ffmpeg: {lines[-1] if lines else 'failed'}")
-    out = log[log.find("Output #0"):]  # the rawvideo stream ffmpeg wrote to stdout
+    out = log[log.find("Output #0") :]  # the rawvideo stream ffmpeg wrote to stdout
     size = re.search(r", (\d+)x(\d+)[,\s]", out)
     if size is None:
         raise VideoIOError(f"could not read {path}: ffmpeg did not report the frame size")
     w, h = int(size.group(1)), int(size.group(2))
     n, rest = divmod(len(proc.stdout), w * h * 3)
     if n == 0 or rest:
-        raise VideoIOError(
-            f"could not read {path}: got {len(proc.stdout)} bytes for {w}x{h} frames"
-        )
+        raise VideoIOError(f"could not read {path}: got {len(proc.stdout)} bytes for {w}x{h} frames")
     rate = re.search(r"(\d+(?:\.\d+)?) fps", out)
     fps = float(rate.group(1)) if rate and float(rate.group(1)) > 0 else DEFAULT_FPS
     return np.frombuffer(proc.stdout, np.uint8).reshape(n, h, w, 3).copy(), fps
@@ -410,3 +456,10 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     except (OSError, RuntimeError, ValueError) as e:  # corrupt file, pickled npy, ...
         lines = str(e).strip().splitlines()
         raise VideoIOError(f"could not read {p}: {lines[-1] if lines else type(e).__name__}") from e
+
+
+def frame_changes(frames):
+    """Mean absolute change between consecutive frames [F - 1] of frames [F, ...] (a numpy array or a
+    torch tensor; uint8 frames give changes on the 0..255 scale)."""
+    x = frames.astype(np.float32) if isinstance(frames, np.ndarray) else frames.float()
+    return abs(x[1:] - x[:-1]).mean(tuple(range(1, x.ndim)))

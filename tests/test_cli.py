@@ -59,10 +59,10 @@ BAD = [
     (["--steps", "0"], "num_inference_steps must be an integer >= 1"),
     (["--guidance", "nan"], "guidance_scale must be a finite number"),
     (["--scheduler", "magic"], "unknown scheduler 'magic'; choose one of: dpm++"),
-    (["--fps", "0"], "fps must be a positive number"),
+    (["--fps", "0"], "fps must be a number in (0, 240], got 0.0"),
     (["--dtype", "int8"], "dtype must be one of"),
     (["--device", "tpu"], "device must be auto, cpu"),
-    (["--regions"], "regions need one prompt naming two objects"),  # the prompt names one
+    (["--regions"], "this model has no region planner"),
 ]
 
 

@@ -9,11 +9,15 @@ import yaml
 from typer.testing import CliRunner
 
 from t2v.cli import app
-from t2v.pipelines.long_video import (
-    LongVideoPipeline, Scene, auto_cap, choose_transitions, crossfade, expand_keyframes, interpolate_frames, load_storyboard,
-    parse_storyboard, plan_dissolve, plan_keyframes, plan_passes, reschedule_noise, reschedule_scene_noise, resolve_transitions,
-    scene_mix, windows,
+from t2v.models.defaults import ModelDefaults
+from t2v.pipelines.long_video.blend import (
+    choose_transitions, crossfade, expand_keyframes, interpolate_frames, reschedule_noise, reschedule_scene_noise,
 )
+from t2v.pipelines.long_video.pipeline import LongVideoPipeline
+from t2v.pipelines.long_video.plan import (
+    auto_cap, cut_zones, plan_dissolve, plan_keyframes, plan_windows, resolve_transitions, scene_mix, windows,
+)
+from t2v.pipelines.long_video.storyboard import Scene, load_storyboard, parse_storyboard
 from t2v.video_io import read_video
 
 FAST = dict(num_inference_steps=2, height=32, width=32)
@@ -23,7 +27,7 @@ FAST = dict(num_inference_steps=2, height=32, width=32)
 def long(pipe):
     lp = LongVideoPipeline(**pipe.components)
     lp.set_progress_bar_config(disable=True)
-    lp.t2v_defaults = {"num_frames": 4}
+    lp.defaults = ModelDefaults(num_frames=4)
     return lp
 
 
@@ -54,48 +58,27 @@ def test_scene_mix_blends_inside_transitions():
     np.testing.assert_allclose(np.diff(mix[5:11, 1]), 1 / 5, atol=1e-6)
 
 
-def _coef_sum(plan, n):
-    total = np.zeros(n)
-    for a, b, passes in plan:
-        for _, coef in passes:
-            total[a:b] += coef
-    return total
+@pytest.mark.parametrize("frames", [64, 17, 10, 16])
+def test_plan_windows_weights_sum_to_one_per_frame(frames):
+    window = min(16, frames)
+    plan = plan_windows(frames, window, 8 if frames > window else window)
+    total = np.zeros(frames)
+    for p in plan.passes:
+        assert p.scene == 0 and 0 <= p.frames[0] and p.frames[-1] < frames and len(p.frames) <= window
+        assert (p.coef > 0).all()
+        total[p.frames] += p.coef
+    np.testing.assert_allclose(total, 1, atol=1e-5)
+    assert plan.extra == [] and len(plan.passes) == len(windows(frames, window, 8 if frames > window else window))
 
 
-@pytest.mark.parametrize("layout", ["scenes", "grid"])
-@pytest.mark.parametrize("frames,transition", [([16] * 4, 8), ([64], 8), ([5, 3, 30], 8), ([16] * 4, 0), ([20, 20], 30), ([10], 0)])
-def test_plan_passes_weights_sum_to_one_per_frame(layout, frames, transition):
-    mix = scene_mix([Scene(str(i), f) for i, f in enumerate(frames)], transition)
-    n, window = len(mix), min(16, len(mix))
-    plan = plan_passes(mix, window, 8 if n > window else window, layout)
-    np.testing.assert_allclose(_coef_sum(plan, n), 1, atol=1e-5)
-    for a, b, passes in plan:
-        assert 0 <= a < b <= n and b - a <= window
-        for k, coef in passes:
-            assert (coef >= 0).all() and not (coef[mix[a:b, k] == 0] > 0).any()  # a scene only where it is in the mix
-
-
-def test_scene_layout_draws_each_scene_as_one_native_clip():
+def test_dissolve_draws_each_scene_as_one_native_clip():
     """16-frame scenes with 16-frame windows: a frame's own scene is drawn only by the window aligned
-    with that scene (the clip the model was trained to make); windows centred on the cuts give a
-    scene's prediction on the other scene's blended frames; with hard cuts no window holds two scenes."""
-    mix = scene_mix([Scene(str(i), 16) for i in range(4)], transition_frames=8)
-    plan = plan_passes(mix, 16, 8, "scenes")
-    assert [(a, b, [k for k, _ in p]) for a, b, p in plan] == [
-        (0, 16, [0]), (8, 24, [0, 1]), (16, 32, [1]), (24, 40, [1, 2]), (32, 48, [2]), (40, 56, [2, 3]), (48, 64, [3])]
-    blended, owner = (mix > 0).sum(1) > 1, mix.argmax(1)
-    for a, b, passes in plan:
-        if a % 16:  # a window across a cut: only the other scene's blended frames
-            for k, coef in passes:
-                assert coef[blended[a:b] & (owner[a:b] != k)].all() and not coef[~blended[a:b] | (owner[a:b] == k)].any()
-        else:  # a scene's own frames come from its own window alone
-            k, coef = passes[0]
-            np.testing.assert_allclose(coef[~blended[a:b]], 1)
-            np.testing.assert_allclose(coef[owner[a:b] == k], mix[a:b, k][owner[a:b] == k])
-    hard = plan_passes(scene_mix([Scene(str(i), 16) for i in range(4)], 0), 16, 8, "scenes")
-    assert [(a, b, [k for k, _ in p]) for a, b, p in hard] == [(0, 16, [0]), (16, 32, [1]), (32, 48, [2]), (48, 64, [3])]
-    grid = plan_passes(mix, 16, 8, "grid")  # the grid's windows straddle the cuts for every scene
-    assert any(len(p) == 3 for _, _, p in grid)
+    with that scene (the clip the model was trained to make); with hard cuts there is nothing else."""
+    for transition in (8, 0):
+        plan = plan_dissolve(scene_mix([Scene(str(i), 16) for i in range(4)], transition), 16, 8)
+        own = [(int(p.frames[0]), p.scene) for p in plan.passes if (p.frames < 64).all()]
+        assert own == [(0, 0), (16, 1), (32, 2), (48, 3)]
+        assert len(plan.passes) == (4 if transition == 0 else 10) and len(plan.extra) == 3 * transition
 
 
 @pytest.mark.parametrize("frames,transition", [([16] * 4, 8), ([5, 3, 30], 8), ([16] * 4, 0), ([20, 20], 30)])
@@ -104,24 +87,24 @@ def test_plan_dissolve_draws_each_version_once(frames, transition):
     scene's version (an extra frame), drawn only by windows across the cut; weights sum to 1."""
     mix = scene_mix([Scene(str(i), f) for i, f in enumerate(frames)], transition)
     n = len(mix)
-    plan, extra = plan_dissolve(mix, 16, 8)
+    plan = plan_dissolve(mix, 16, 8)
+    extra = plan.extra
     owner = mix.argmax(1)
     assert sorted(extra) == sorted((f, k) for f in range(n) for k in range(mix.shape[1]) if mix[f, k] > 0 and k != owner[f])
     total = np.zeros(n + len(extra))
-    for idx, passes in plan:
+    for p in plan.passes:
+        idx, k = p.frames, p.scene
         assert len(idx) == 16 and len(set(idx.tolist())) == 16
-        for k, coef in passes:
-            total[idx] += coef
-            for i, c in zip(idx, coef):
-                if c > 0:  # writes only its own scene's version of a frame
-                    assert (i < n and owner[i] == k) or (i >= n and extra[i - n][1] == k)
+        total[idx] += p.coef
+        for i, c in zip(idx, p.coef):
+            if c > 0:  # writes only its own scene's version of a frame
+                assert (i < n and owner[i] == k) or (i >= n and extra[i - n][1] == k)
     np.testing.assert_allclose(total, 1, atol=1e-5)
     if transition == 0:
         assert extra == []
     if min(frames) >= 16:  # scenes at least a window long: a pass reads only its own scene's versions
-        for idx, passes in plan:
-            (k, _), = passes
-            assert all((i < n and owner[i] == k) or (i >= n and extra[i - n][1] == k) for i in idx)
+        for p in plan.passes:
+            assert all((i < n and owner[i] == p.scene) or (i >= n and extra[i - n][1] == p.scene) for i in p.frames)
 
 
 def test_dissolve_crossfades_two_versions_of_each_blended_frame(long):
@@ -140,7 +123,7 @@ def test_dissolve_crossfades_two_versions_of_each_blended_frame(long):
     long.decode_latents, long.video_processor.postprocess_video = spy_decode, spy_post
     long(scenes=scenes, transition_frames=4, window_size=4, window_overlap=2, **FAST, seed=0)
     mix = scene_mix(scenes, 4)
-    _, extra = plan_dissolve(mix, 4, 2)
+    extra = plan_dissolve(mix, 4, 2).extra
     dec, mixed = seen["decoded"], seen["mixed"]
     assert dec.shape[2] == 12 + len(extra) == 16 and mixed.shape[2] == 12
     for j, (f, k) in enumerate(extra):
@@ -167,7 +150,7 @@ def _two_versions(backgrounds: list[float], frames: int, cap: int, motion: float
     toggles by 4 x motion every frame (so every change inside a scene is `motion`), planned for the
     cap; each other scene's version of a frame is that frame with the other scene's background."""
     scenes = [Scene(str(i), frames, None if i == 0 else cap) for i in range(len(backgrounds))]
-    _, extra = plan_dissolve(scene_mix(scenes, 0), 4, 2)
+    extra = plan_dissolve(scene_mix(scenes, 0), 4, 2).extra
     n = frames * len(backgrounds)
     owner = np.repeat(np.arange(len(backgrounds)), frames)
     video = torch.zeros(1, 1, n + len(extra), 2, 2)
@@ -216,7 +199,9 @@ def test_auto_transition_in_the_pipeline(long):
     out = long(scenes=scenes, transition_frames="auto", **kw)
     assert seen["decoded"].shape[2] == 16 + 4
     (t,) = out.transition_frames
-    assert t in (2, 4)
+    planned, auto = resolve_transitions(scenes, "auto")
+    extra = plan_dissolve(scene_mix(planned, 0), 4, 2).extra
+    assert t == choose_transitions(seen["decoded"], planned, auto, extra)[1].transition_frames  # chosen from the decoded frames
     long.decode_latents = decode
     hard = long(scenes=scenes, transition_frames=0, **kw)
     assert hard.transition_frames == [0]
@@ -250,7 +235,6 @@ def test_plan_keyframes_spreads_a_clip_over_each_long_scene(frames, transition):
 
 
 def _zones(mix):
-    from t2v.pipelines.long_video import cut_zones
 
     return cut_zones(mix)
 
@@ -275,7 +259,7 @@ def test_expand_keyframes_gives_every_version_of_every_frame():
     frames = [40, 12, 33]
     scenes, _ = resolve_transitions([Scene(str(i), f) for i, f in enumerate(frames)], 8)
     drawn, times = plan_keyframes(scenes, 16)
-    _, extra = plan_dissolve(scene_mix(drawn, 0), 16, 8)
+    extra = plan_dissolve(scene_mix(drawn, 0), 16, 8).extra
     drawn_starts = np.cumsum([0] + [d.frames for d in drawn])
     owner = np.searchsorted(drawn_starts, np.arange(len(times)), side="right") - 1
     position = lambda f, k: f - drawn_starts[k]  # noqa: E731  (negative before the scene's first keyframe)
@@ -317,9 +301,9 @@ def test_transition_frames_default_to_the_models(long):
     scenes = [Scene("a red circle", 12), Scene("a blue square", 12)]
     kw = dict(scenes=scenes, window_size=4, window_overlap=2, output_type="latent", **FAST, seed=0)
     assert long(**kw).transition_frames == [8]
-    long.t2v_defaults = {"num_frames": 4, "transition_frames": 2}
+    long.defaults = ModelDefaults(num_frames=4, transition_frames=2)
     assert long(**kw).transition_frames == [2] and long(**kw, transition_frames=6).transition_frames == [6]
-    long.t2v_defaults = {"num_frames": 4, "transition_frames": "auto"}
+    long.defaults = ModelDefaults(num_frames=4, transition_frames="auto")
     assert long(**kw).transition_frames == [None]  # "auto" picks after decoding: latents do not say
 
 
@@ -337,9 +321,9 @@ def test_keyframes_storyboard_dissolves_long_scenes(long):
 
 
 def test_scene_motion_default_comes_from_the_model(long):
-    assert long.default_scene_motion == "windows"
+    assert long.defaults.scene_motion == "windows"
     seen = []
-    long.t2v_defaults = {"num_frames": 4, "scene_motion": "keyframes"}
+    long.defaults = ModelDefaults(num_frames=4, scene_motion="keyframes")
     long("x", num_frames=8, **FAST, seed=0, callback_on_step_end=lambda i, n, lat: seen.append(lat.shape[2]))
     assert seen == [4, 4]  # one window of keyframes
 
@@ -366,16 +350,6 @@ def test_scene_noise_is_rescheduled_within_each_scene_only():
     assert sums(whole[:, :, 8:12]) == pytest.approx(sums(noise[:, :, :4]))  # across the video: scene 2 starts from scene 1's noise
     one = reschedule_scene_noise(noise, [28], window=8, stride=4, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(one, whole)  # one prompt: exactly FreeNoise
-
-
-def test_noise_per_scene_changes_storyboards_only(long):
-    scenes = [Scene("a red circle", 6), Scene("a blue square", 6)]
-    kw = dict(window_size=4, window_overlap=2, **FAST, seed=0)
-    own, across = (long(scenes=scenes, noise_per_scene=flag, **kw).frames[0] for flag in (True, False))
-    np.testing.assert_allclose(own[:4], across[:4], atol=1e-6)  # the first window's noise is the same
-    assert np.abs(own[6:] - across[6:]).mean() > 1e-3
-    one, one_across = (long("a red circle", num_frames=12, noise_per_scene=flag, **kw).frames[0] for flag in (True, False))
-    np.testing.assert_allclose(one, one_across, atol=1e-6)
 
 
 def test_one_window_equals_the_plain_pipeline(pipe, long):
@@ -426,10 +400,6 @@ def test_each_scene_is_denoised_with_its_own_prompt(long):
         which = dist.argmin(1)
         straddling |= bool((which == 1).any() and (which == 2).any())
     assert straddling  # some batch held passes of both scenes
-    texts.clear()
-    long(scenes=scenes, transition_frames=0, window_overlap=2, scene_blend="embedding", **FAST, seed=0)
-    mean = (embeds[0] + embeds[1]) / 2  # the older way: a window across the cut reads the mean
-    assert any(((t - mean).abs().amax(dim=(1, 2)) < 1e-5).any() for t in texts)
 
 
 def test_callback_and_progress_cover_every_window(long, capsys):
@@ -447,14 +417,11 @@ def test_callback_and_progress_cover_every_window(long, capsys):
     (dict(scenes=[Scene("a", 4), Scene("b", 0)]), "scene 2: 'frames' must be >= 1, got 0"),
     (dict(scenes=[Scene("a", 4), Scene("b", 4, transition_frames=-1)]), "scene 2: 'transition_frames' must be an integer >= 0 or 'auto', got -1"),
     (dict(scenes=[Scene("a", 4), Scene("b", 4)], transition_frames="slow"), "transition_frames must be an integer >= 0 or 'auto', got 'slow'"),
-    (dict(scenes=[Scene("a", 4), Scene("b", 4, transition_frames="auto")], scene_blend="prediction"), "needs scene_blend='dissolve', got 'prediction'"),
     (dict(scenes=[Scene("a", 4, transition_frames=2), Scene("b", 4)]), "scene 1: 'transition_frames' blends a scene with the one before it"),
     (dict(scenes=[Scene(" ", 4)]), "scene 1: 'prompt' is empty"),
     (dict(prompt="x", num_frames=8, window_overlap=4), "window_overlap must be an integer in \\[0, window_size - 1\\] = \\[0, 3\\], got 4"),
     (dict(prompt="x", num_frames=0), "num_frames must be an integer in"),
     (dict(prompt="x", num_frames=8, height=31), "height must be a positive multiple"),
-    (dict(prompt="x", scene_blend="mean"), "scene_blend must be one of \\('prediction', 'dissolve', 'embedding'\\), got 'mean'"),
-    (dict(prompt="x", window_layout="rows"), "window_layout must be one of \\('scenes', 'grid'\\), got 'rows'"),
     (dict(prompt="x", scene_motion="stretch"), "scene_motion must be one of \\('keyframes', 'windows'\\), got 'stretch'"),
 ])
 def test_bad_long_inputs(long, kwargs, message):
@@ -487,8 +454,8 @@ def test_storyboard_file_parsing(tmp_path):
     ({"scenes": [{"frames": 4}]}, "scene 1: missing 'prompt'"),
     ({"scenes": [{"prompt": 3, "frames": 4}]}, "scene 1: 'prompt' must be a string"),
     ({"scenes": [{"prompt": "a", "frames": 4}], "speed": 2}, "unknown storyboard keys: speed"),
-    ({"scenes": [{"prompt": "a", "frames": 4}], "fps": "fast"}, "'fps' has the wrong type"),
-    ({"scenes": [{"prompt": "a", "frames": 4}], "fps": 0}, "'fps' must be a positive number"),
+    ({"scenes": [{"prompt": "a", "frames": 4}], "fps": "fast"}, "storyboard: 'fps' must be a number, got 'fast'"),
+    ({"scenes": [{"prompt": "a", "frames": 4}], "fps": 0}, "storyboard 'fps' must be a number in \\(0, 240\\], got 0"),
     ({"scenes": [{"prompt": "a", "frames": True}]}, "scene 1: 'frames' must be an integer"),
     ({"scenes": [{"prompt": "a", "frames": 4}, {"prompt": "b", "frames": 4, "transition_frames": -2}]}, "scene 2: 'transition_frames' must be an integer >= 0 or 'auto', got -2"),
     ({"scenes": [{"prompt": "a", "frames": 4}, {"prompt": "b", "frames": 4, "transition_frames": "slow"}]}, "scene 2: 'transition_frames' must be an integer >= 0 or 'auto', got 'slow'"),

@@ -56,7 +56,8 @@ def test_unfitted_is_not_an_identity():
 
 
 def test_runs_in_both_pipelines_with_same_frames(tmp_path):
-    from t2v.models.loading import load_pipeline, save_model
+    from t2v.models.loading import save_model
+    from t2v.pipelines.text_to_video import load_pipeline
     from tiny import tiny_pipeline, tiny_unet
 
     pipe = tiny_pipeline(tmp_path, "bert")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from t2v.pipelines.schedulers import SCHEDULERS, make_scheduler
+from t2v.models.defaults import ModelDefaults
 from t2v.pipelines.text_to_video import MAX_FRAMES, TextToVideoPipeline
 
 FAST = dict(num_frames=3, num_inference_steps=2)
@@ -41,7 +42,7 @@ def test_same_seed_same_video_other_seed_different(pipe):
 def test_guidance_defaults_to_the_models_recommendation(pipe):
     nine = pipe("a red circle", **FAST, seed=0, guidance_scale=9.0).frames
     np.testing.assert_array_equal(pipe("a red circle", **FAST, seed=0).frames, nine)  # no recommendation: 9
-    pipe.t2v_defaults = {"guidance_scale": 2.0}
+    pipe.defaults = ModelDefaults(guidance_scale=2.0)
     two = pipe("a red circle", **FAST, seed=0, guidance_scale=2.0).frames
     np.testing.assert_array_equal(pipe("a red circle", **FAST, seed=0).frames, two)
     assert np.abs(two - nine).mean() > 1e-4
@@ -202,7 +203,8 @@ def test_bad_inputs_raise_value_error(pipe, kwargs, message):
 
 
 def test_save_and_load_give_identical_frames(pipe, tmp_path):
-    from t2v.models.loading import load_pipeline, save_model
+    from t2v.models.loading import save_model
+    from t2v.pipelines.text_to_video import load_pipeline
 
     ref = pipe("a red circle", **FAST, seed=3).frames
     save_model(pipe, tmp_path / "m")
@@ -210,3 +212,7 @@ def test_save_and_load_give_identical_frames(pipe, tmp_path):
     assert isinstance(loaded, TextToVideoPipeline)
     loaded.set_progress_bar_config(disable=True)
     np.testing.assert_array_equal(loaded("a red circle", **FAST, seed=3).frames, ref)
+    assert loaded.defaults == ModelDefaults()  # the fallbacks: nothing written
+    pipe.defaults = ModelDefaults(guidance_scale=2.5, scene_motion="keyframes", transition_frames="auto")
+    save_model(pipe, tmp_path / "d")
+    assert load_pipeline(tmp_path / "d", device="cpu").defaults == pipe.defaults

@@ -93,7 +93,9 @@ def test_long_video_regions_in_one_keyframe_pass(bert_pipe):
     """A long one-prompt video with keyframes is one pass, so regions apply: exactly the plain
     pipeline's regional clip of keyframes (masks taken at the keyframes' frames), interpolated.
     Windows past the native length, or a storyboard, are several passes: a clear error."""
-    from t2v.pipelines.long_video import LongVideoPipeline, Scene, interpolate_frames
+    from t2v.pipelines.long_video.blend import interpolate_frames
+    from t2v.pipelines.long_video.pipeline import LongVideoPipeline
+    from t2v.pipelines.long_video.storyboard import Scene
 
     long = LongVideoPipeline(**bert_pipe.components)
     long.set_progress_bar_config(disable=True)
@@ -200,17 +202,20 @@ def test_cli_generate_with_regions(model_dir, tmp_path):
         r = runner.invoke(app, [*base, "--frames", frames, "-o", str(tmp_path / name), *extra])
         return r, (read_video(tmp_path / name)[0] if r.exit_code == 0 else None)
 
-    (_, plain), (_, regional) = make("plain.npy"), make("regions.npy", "--regions")  # this model has no default
-    assert plain.shape == regional.shape == (3, 32, 32, 3) and not np.array_equal(plain, regional)
-    r, _ = make("long.npy", "--regions", frames="40")
-    assert r.exit_code == 2 and "regions work in one pass" in r.output and not (tmp_path / "long.npy").exists()
+    r, _ = make("refused.npy", "--regions")  # this model names no region planner
+    assert r.exit_code == 2 and "no region planner" in r.output and not (tmp_path / "refused.npy").exists()
+    _, plain = make("plain.npy")
 
     meta_path = model_dir / "t2v_model.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta_path.write_text(json.dumps({**meta, "defaults": {**meta.get("defaults", {}), "regions": "shapes"}}))
     _cache.clear()
-    np.testing.assert_array_equal(make("default.npy")[1], regional)  # the model's default: regions
+    _, regional = make("default.npy")  # the model's default: regions
+    assert plain.shape == regional.shape == (3, 32, 32, 3) and not np.array_equal(plain, regional)
+    np.testing.assert_array_equal(make("on.npy", "--regions")[1], regional)
     np.testing.assert_array_equal(make("off.npy", "--no-regions")[1], plain)
+    r, _ = make("long.npy", "--regions", frames="40")
+    assert r.exit_code == 2 and "regions work in one pass" in r.output and not (tmp_path / "long.npy").exists()
     r, long = make("long_default.npy", frames="20")  # past the native length: windows, no regions, no error
     assert r.exit_code == 0 and long.shape[0] == 20
     # a model whose long videos are one pass of keyframes: regions there too, by default and when asked

@@ -78,8 +78,8 @@ def tiny_model(tmp_path_factory):
 
     from t2v.models.loading import save_model
 
-    tmp = tmp_path_factory.mktemp("model")
-    return save_model(tiny_pipeline(tmp, "bert"), tmp / "tiny-model")
+    tmp = tmp_path_factory.mktemp("model")  # with the Shapes region planner, as the embedded model has
+    return save_model(tiny_pipeline(tmp, "bert"), tmp / "tiny-model", meta={"defaults": {"regions": "shapes"}})
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_regions_job(client):
     jobs = [wait(client, submit(client, **two, **extra)["id"]) for extra in ({}, {"regions": True}, {"regions": False})]
     assert [j["status"] for j in jobs] == ["succeeded"] * 3, jobs
     video = lambda job: client.get(job["video_url"]).content  # noqa: E731
-    assert video(jobs[0]) == video(jobs[2]) != video(jobs[1])  # this tiny model's default: no regions
+    assert video(jobs[0]) == video(jobs[1]) != video(jobs[2])  # the model's default: regions, where a prompt has two objects
 
 
 def test_storyboard_job(client):
@@ -169,7 +169,7 @@ BAD = [
     (dict(width=2048), "width", "at most 1024"),
     (dict(scheduler="magic"), "scheduler", "unknown scheduler 'magic'"),
     (dict(fps=0), "fps", "fps must be"),
-    (dict(seed=-1), "seed", "seed must be in [0, 2**63)"),
+    (dict(seed=-1), "seed", "seed must be an integer in [0, 2**63)"),
     (dict(prompt="  "), "prompt", "prompt must be a non-empty string"),
     (dict(prompt="x" * 1001), "prompt", "at most 1000"),
     (dict(prompt=None), "prompt", "a prompt (or a storyboard) is required"),
@@ -300,7 +300,7 @@ def test_web_app_submits_to_the_same_queue(server, client):
     assert job["status"] == "succeeded" and job["source"] == "app" and job["seed"] == 3
     assert job["params"]["guidance_scale"] == 7.5 and f'src="/v1/jobs/{job_id}/video"' in html and "?download=1" in html
     assert job_id in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
-    assert job["params"]["regions"] is False  # the checkbox starts at the model's default: off for this tiny model
+    assert job["params"]["regions"] is False  # one object: no regions, whatever the checkbox
     for prompt, regions in (("a red box and a blue ball", True), (PROMPT, False)):  # checked: where they apply
         html = app.predict(prompt, "", 3, 32, 32, 2, 7.5, 3, 8, True, api_name="/text_to_video")
         job = client.get(f"/v1/jobs/{html.split('job ')[-1].split('<')[0].strip()}").json()

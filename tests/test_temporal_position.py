@@ -6,7 +6,8 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from t2v.models.loading import ModelError, load_pipeline, save_model
+from t2v.models.loading import ModelError, save_model
+from t2v.pipelines.text_to_video import load_pipeline
 from t2v.models.temporal_position import (
     FramePositionProcessor,
     SpatialFramePositionProcessor,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from t2v.video_io import frame_changes  # noqa: F401  (the judges' frame-change measure)
 from t2v.world.shapes import BACKGROUNDS, COLORS, LARGE_FRAC, SHAPES, SMALL_FRAC, SceneSpec, color_allowed, shape_mask
 
 
@@ -263,9 +264,3 @@ def max_jump_ratio(frames: np.ndarray) -> float:
         return 0.0
     change = frame_changes(frames)
     return float(change.max() / (np.median(change) + JUMP_EPS))
-
-
-def frame_changes(frames: np.ndarray) -> np.ndarray:
-    """Mean absolute change between consecutive frames [F - 1], on the 0..255 scale."""
-    x = frames.astype(np.float32)
-    return np.abs(x[1:] - x[:-1]).mean((1, 2, 3))

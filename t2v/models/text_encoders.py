@@ -12,6 +12,8 @@ from pathlib import Path
 
 from transformers import BertModel, BertTokenizerFast
 
+from t2v.models.loading import quiet
+
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 MINILM_MAX_TOKENS = 40  # captions of the Shapes world fit in ~28 tokens
@@ -49,8 +51,6 @@ def load_minilm(max_tokens: int = MINILM_MAX_TOKENS) -> tuple[BertModel, BertTok
     `config.use_attention_mask` is set so that padding is masked inside the encoder, by t2v and by
     diffusers' pipelines alike.
     """
-    from t2v.models.loading import quiet
-
     path = _verified(minilm_dir())
     with quiet():
         encoder = BertModel.from_pretrained(path, use_safetensors=True).eval().requires_grad_(False)

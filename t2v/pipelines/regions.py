@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+
 BLOCKED = -1e4  # additive attention bias for tokens a region must not hear (softmax weight ~ 0)
 
 
@@ -69,9 +70,13 @@ def check_regions(regions, prompt, num_frames: int, height: int, width: int) -> 
         if not isinstance(r, Region):
             raise ValueError(f"regions[{i}] must be a t2v.pipelines.regions.Region, got {type(r).__name__}")
         if not isinstance(r.text, str) or not r.text.strip() or r.text not in prompt:
-            raise ValueError(f"regions[{i}].text must be a non-empty part of the prompt, got {r.text!r} (prompt: {prompt!r})")
+            raise ValueError(
+                f"regions[{i}].text must be a non-empty part of the prompt, got {r.text!r} (prompt: {prompt!r})"
+            )
         if not isinstance(r.mask, torch.Tensor) or r.mask.dim() not in (2, 3):
-            raise ValueError(f"regions[{i}].mask must be a torch.Tensor [H, W] or [F, H, W], got {type(r.mask).__name__}")
+            raise ValueError(
+                f"regions[{i}].mask must be a torch.Tensor [H, W] or [F, H, W], got {type(r.mask).__name__}"
+            )
         shape = tuple(r.mask.shape)
         if shape[-2:] != (height, width) or (r.mask.dim() == 3 and shape[0] != num_frames):
             want = f"({height}, {width}) or ({num_frames}, {height}, {width})"
@@ -84,7 +89,9 @@ def token_biases(tokenizer, prompt: str, regions: list[Region], max_length: int)
     """[K, T] additive biases: row k blocks the tokens of every other region's text."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("regions need a fast tokenizer (token offsets); this model's tokenizer is not one")
-    offsets = tokenizer(prompt, padding="max_length", max_length=max_length, truncation=True, return_offsets_mapping=True)["offset_mapping"]
+    offsets = tokenizer(
+        prompt, padding="max_length", max_length=max_length, truncation=True, return_offsets_mapping=True
+    )["offset_mapping"]
     spans = []
     for r in regions:
         lo = prompt.index(r.text)
@@ -126,7 +133,9 @@ class RegionalCrossAttnProcessor:
     def __init__(self, base, state: dict):
         self.base, self.state = base, state
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         base = lambda bias: self.base(attn, hidden_states, encoder_hidden_states, bias, temb, *args, **kwargs)  # noqa: E731
         if encoder_hidden_states is None:
             return base(attention_mask)

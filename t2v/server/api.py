@@ -1,19 +1,19 @@
 """The REST API (FastAPI, OpenAPI at /docs) over the job queue, with the Gradio app mounted at /.
 
-    POST   /v1/jobs              {"prompt": ...} or {"storyboard": ...}  -> 202 {"id", "status": "queued", ...}
-    GET    /v1/jobs/{id}         status, progress, step, ETA, seed, error
-    GET    /v1/jobs/{id}/video   mp4 (?format=gif|webm, ?download=1)
-    DELETE /v1/jobs/{id}         cancel (a running job stops within one denoising step)
-    GET    /v1/jobs              newest first, ?limit=&offset=&status=
-    GET    /healthz, /readyz
+POST   /v1/jobs              {"prompt": ...} or {"storyboard": ...}  -> 202 {"id", "status": "queued", ...}
+GET    /v1/jobs/{id}         status, progress, step, ETA, seed, error
+GET    /v1/jobs/{id}/video   mp4 (?format=gif|webm, ?download=1)
+DELETE /v1/jobs/{id}         cancel (a running job stops within one denoising step)
+GET    /v1/jobs              newest first, ?limit=&offset=&status=
+GET    /healthz, /readyz
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 import threading
+import time
 import uuid
 from http.cookies import CookieError, SimpleCookie
 from typing import Literal
@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from t2v.server.jobs import FINISHED, STATUSES, JobError, JobQueue, QueueFull
 from t2v.video_io import read_video, write_video
 
+
 TOKEN_COOKIE = "t2v_token"
 MEDIA_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
 
@@ -35,18 +36,29 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str | None = Field(None, description="What the video shows.", examples=["a red circle moving right on a black background"])
+    prompt: str | None = Field(
+        None, description="What the video shows.", examples=["a red circle moving right on a black background"]
+    )
     negative_prompt: str | None = None
-    num_frames: int | None = Field(None, description="Frames (default: the model's; more are made in overlapping windows).")
+    num_frames: int | None = Field(
+        None, description="Frames (default: the model's; more are made in overlapping windows)."
+    )
     height: int | None = Field(None, description="Pixels, a multiple of the VAE factor (default: the model's).")
     width: int | None = None
     num_inference_steps: int | None = None
     guidance_scale: float | None = None
     seed: int | None = Field(None, description="Drawn when not given; the job reports the seed used.")
     fps: float | None = Field(None, description="Frames per second of the file (default: the storyboard's, else 8).")
-    scheduler: str | None = Field(None, description="dpm++, dpm++-karras, ddim, ddpm, pndm, euler, euler-a, heun, unipc, deis")
-    storyboard: str | dict | None = Field(None, description="Instead of a prompt: the content of a storyboard file (YAML or JSON).")
-    regions: bool | None = Field(None, description="A two-object prompt: each object's words heard only in its own half of the frame (default: the model's).")
+    scheduler: str | None = Field(
+        None, description="dpm++, dpm++-karras, ddim, ddpm, pndm, euler, euler-a, heun, unipc, deis"
+    )
+    storyboard: str | dict | None = Field(
+        None, description="Instead of a prompt: the content of a storyboard file (YAML or JSON)."
+    )
+    regions: bool | None = Field(
+        None,
+        description="A two-object prompt: each object's words heard only in its own half of the frame (default: the model's).",
+    )
 
 
 def error_422(field: str, message: str) -> JSONResponse:
@@ -89,8 +101,11 @@ class Guard:
             if not any(ok):
                 if scope["type"] == "websocket":
                     return await send({"type": "websocket.close", "code": 1008})
-                return await JSONResponse({"detail": "a valid API token is required (Authorization: Bearer <token>)"}, 401,
-                                          headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return await JSONResponse(
+                    {"detail": "a valid API token is required (Authorization: Bearer <token>)"},
+                    401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )(scope, receive, send)
             set_cookie = ok[2] and not ok[1]
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
             body, more = b"", True
@@ -119,7 +134,10 @@ class Guard:
             async def send(message):  # noqa: F811 - adds the token cookie to the response
                 if message["type"] == "http.response.start":
                     cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
-                    message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode("latin-1"))]}
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode("latin-1"))],
+                    }
                 await inner_send(message)
 
         await self.app(scope, receive, send)
@@ -131,10 +149,16 @@ class Guard:
 
 def create_api(queue: JobQueue, token: str | None = None) -> FastAPI:
     """The FastAPI app: routes over `queue`, wrapped in the token and body-size guard."""
-    api = FastAPI(title="t2v job server", version="1", description="Text-to-video jobs: submit, poll, download, cancel.")
+    api = FastAPI(
+        title="t2v job server", version="1", description="Text-to-video jobs: submit, poll, download, cancel."
+    )
     convert_lock = threading.Lock()
 
-    @api.post("/v1/jobs", status_code=202, responses={422: {"description": "A bad parameter"}, 429: {"description": "The queue is full"}})
+    @api.post(
+        "/v1/jobs",
+        status_code=202,
+        responses={422: {"description": "A bad parameter"}, 429: {"description": "The queue is full"}},
+    )
     def submit(job: JobRequest, response: Response):
         """Queue a job; poll `GET /v1/jobs/{id}` (or long-poll with `?wait=60`) for its progress."""
         if queue.pipe is None:
@@ -149,15 +173,26 @@ def create_api(queue: JobQueue, token: str | None = None) -> FastAPI:
             return JSONResponse({"detail": str(e)}, 429, headers={"Retry-After": str(e.retry_after)})
 
     @api.get("/v1/jobs")
-    def list_jobs(limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0),
-                  status: Literal[STATUSES] | None = Query(None)):  # type: ignore[valid-type]
+    def list_jobs(
+        limit: int = Query(20, ge=1, le=200),
+        offset: int = Query(0, ge=0),
+        status: Literal[STATUSES] | None = Query(None),
+    ):  # type: ignore[valid-type]
         """Jobs, newest first."""
         jobs, total = queue.list(limit, offset, status)
-        return {"jobs": jobs, "total": total, "limit": limit, "offset": offset,
-                "next_offset": offset + limit if offset + limit < total else None}
+        return {
+            "jobs": jobs,
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "next_offset": offset + limit if offset + limit < total else None,
+        }
 
     @api.get("/v1/jobs/{job_id}")
-    async def get_job(job_id: str, wait: float = Query(0, ge=0, le=60, description="Wait up to this many seconds for the job to end.")):
+    async def get_job(
+        job_id: str,
+        wait: float = Query(0, ge=0, le=60, description="Wait up to this many seconds for the job to end."),
+    ):
         """A job's status, progress (0..1), step, ETA, seed and error; with `wait`, a long poll."""
         job_id, deadline = _job_id(job_id), time.monotonic() + wait
         while True:
@@ -180,8 +215,11 @@ def create_api(queue: JobQueue, token: str | None = None) -> FastAPI:
             raise HTTPException(409, f"job {job_id} has already {job['status']}")
         return job
 
-    @api.get("/v1/jobs/{job_id}/video", response_class=FileResponse,
-             responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}})
+    @api.get(
+        "/v1/jobs/{job_id}/video",
+        response_class=FileResponse,
+        responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
+    )
     def get_video(job_id: str, format: Literal["mp4", "gif", "webm"] = "mp4", download: bool = False):
         """The video of a succeeded job (mp4 as made; gif and webm converted once, then kept)."""
         job_id = _job_id(job_id)
@@ -190,7 +228,10 @@ def create_api(queue: JobQueue, token: str | None = None) -> FastAPI:
             raise HTTPException(404, f"no job {job_id}")
         path = queue.video_path(job_id)
         if path is None:
-            raise HTTPException(409, f"job {job_id} is {job['status']}: it has no video" + (f" ({job['error']})" if job["error"] else ""))
+            raise HTTPException(
+                409,
+                f"job {job_id} is {job['status']}: it has no video" + (f" ({job['error']})" if job["error"] else ""),
+            )
         if format != "mp4":
             target = path.with_suffix(f".{format}")
             with convert_lock:
@@ -198,8 +239,12 @@ def create_api(queue: JobQueue, token: str | None = None) -> FastAPI:
                     frames, fps = read_video(path)
                     write_video(target, frames, fps=fps, overwrite=True)
             path = target
-        return FileResponse(path, media_type=MEDIA_TYPES[format], filename=f"t2v-{job_id}.{format}",
-                            content_disposition_type="attachment" if download else "inline")
+        return FileResponse(
+            path,
+            media_type=MEDIA_TYPES[format],
+            filename=f"t2v-{job_id}.{format}",
+            content_disposition_type="attachment" if download else "inline",
+        )
 
     @api.get("/healthz")
     def healthz():
@@ -209,7 +254,12 @@ def create_api(queue: JobQueue, token: str | None = None) -> FastAPI:
     @api.get("/readyz")
     def readyz():
         """The model is loaded and the worker takes jobs."""
-        body = {"ready": queue.ready, "model": queue.model or "t2v-shapes (embedded)", "device": queue.device, "jobs": queue.counts()}
+        body = {
+            "ready": queue.ready,
+            "model": queue.model or "t2v-shapes (embedded)",
+            "device": queue.device,
+            "jobs": queue.counts(),
+        }
         return JSONResponse(body, 200 if queue.ready else 503)
 
     return api

@@ -18,20 +18,28 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from t2v.generate import GenerateRequest, draw_seed, get_pipeline, regions_fit, run_generate
+from t2v.generate import get_pipeline, run_generate
 from t2v.models.loading import pick_device
-from t2v.pipelines.long_video import MAX_LONG_FRAMES, parse_storyboard
-from t2v.pipelines.schedulers import SCHEDULERS
-from t2v.world.layout import has_layout
-from t2v.pipelines.text_to_video import MAX_FRAMES
+from t2v.request import GenerateRequest, RequestError
+
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_ATTEMPTS = 3  # a job that was interrupted this often (e.g. it kills the server) fails instead of running again
-PARAM_FIELDS = ("prompt", "negative_prompt", "num_frames", "height", "width", "num_inference_steps",
-                "guidance_scale", "seed", "fps", "scheduler", "storyboard", "regions")
+PARAM_FIELDS = (
+    "prompt",
+    "negative_prompt",
+    "num_frames",
+    "height",
+    "width",
+    "num_inference_steps",
+    "guidance_scale",
+    "seed",
+    "fps",
+    "scheduler",
+    "storyboard",
+    "regions",
+)  # a job's parameters
 
 
 @dataclass
@@ -46,12 +54,8 @@ class Limits:
     max_body_bytes: int = 64 * 1024
 
 
-class JobError(ValueError):
+class JobError(RequestError):
     """A bad parameter: `field` names it, the message says why (-> 422)."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
 
 
 class QueueFull(Exception):
@@ -64,78 +68,49 @@ class Stopped(Exception):
     """Raised inside the denoising loop to stop a job (cancelled, or the server is shutting down)."""
 
 
-def field_of(message: str, default: str) -> str:
-    """The parameter a pipeline error message is about (they start with its name)."""
-    for name in PARAM_FIELDS:
-        if message.startswith(name) or message.startswith(f"unknown {name}"):
-            return name
-    return default
-
-
 def check_params(body: dict, pipe, limits: Limits) -> dict:
     """The parameters of a job, checked and completed (model defaults, a drawn seed) -> JSON-able dict.
 
-    The same checks as the pipeline's (its `check_inputs`) plus the server's limits, so a job that
-    is accepted does not fail on its parameters later. Raises JobError(field, reason).
+    The request's own checks (`t2v.request.GenerateRequest`, the same as the CLI's) plus this
+    server's limits, so a job that is accepted does not fail on its parameters later. Raises
+    JobError(field, reason).
     """
-    p = {k: v for k, v in body.items() if v is not None}
-    if "prompt" in p and "storyboard" in p:
-        raise JobError("storyboard", "give either a prompt or a storyboard, not both")
-    if "prompt" not in p and "storyboard" not in p:
-        raise JobError("prompt", "a prompt (or a storyboard) is required")
+    given = {k: v for k, v in body.items() if v is not None}
     for name in ("prompt", "negative_prompt"):
-        if name in p and len(p[name]) > limits.max_prompt_chars:
-            raise JobError(name, f"{name} is {len(p[name])} characters long; at most {limits.max_prompt_chars} on this server")
-    board, max_frames = None, min(limits.max_frames, MAX_LONG_FRAMES)
-    if "storyboard" in p:
-        if "num_frames" in p:
-            raise JobError("num_frames", "num_frames is not used with a storyboard: give the frames of each scene")
-        text = p["storyboard"]
-        try:
-            board = parse_storyboard(text if isinstance(text, dict) else yaml.safe_load(text))
-        except yaml.YAMLError as e:
-            raise JobError("storyboard", f"the storyboard is not valid YAML or JSON: {e}") from None
-        except ValueError as e:
-            raise JobError("storyboard", str(e)) from None
+        if isinstance(given.get(name), str) and len(given[name]) > limits.max_prompt_chars:
+            raise JobError(
+                name, f"{name} is {len(given[name])} characters long; at most {limits.max_prompt_chars} on this server"
+            )
+    try:
+        req = GenerateRequest(**{k: given.get(k) for k in PARAM_FIELDS}).resolve(pipe)
+    except RequestError as e:
+        raise JobError(e.field, str(e)) from None
+    board = req.storyboard
+    if board is not None:
         for i, scene in enumerate(board.scenes, 1):
             if len(scene.prompt) > limits.max_prompt_chars:
-                raise JobError("storyboard", f"scene {i}: the prompt is longer than {limits.max_prompt_chars} characters")
-        if board.num_frames > max_frames:
-            raise JobError("storyboard", f"the storyboard has {board.num_frames} frames in all; at most {max_frames} on this server")
-        p.setdefault("fps", board.fps)
-
-    defaults = getattr(pipe, "t2v_defaults", {})
-    p.setdefault("num_frames", board.num_frames if board else int(defaults.get("num_frames", 16)))
-    p.setdefault("height", pipe.default_size)
-    p.setdefault("width", pipe.default_size)
-    p.setdefault("num_inference_steps", int(defaults.get("num_inference_steps", 25)))
-    p.setdefault("guidance_scale", float(defaults.get("guidance_scale", 9.0)))
-    p.setdefault("fps", 8.0)
-    for name, value, top in (("num_frames", p["num_frames"], max_frames), ("height", p["height"], limits.max_size),
-                             ("width", p["width"], limits.max_size), ("num_inference_steps", p["num_inference_steps"], limits.max_steps)):
-        if value > top:
-            raise JobError(name, f"{name} is {value}; at most {top} on this server")
-    if "scheduler" in p and p["scheduler"] not in SCHEDULERS:
-        raise JobError("scheduler", f"unknown scheduler {p['scheduler']!r}; choose one of: {', '.join(SCHEDULERS)}")
-    if not (math.isfinite(p["fps"]) and 0 < p["fps"] <= 240):
-        raise JobError("fps", f"fps must be a number in (0, 240], got {p['fps']!r}")
-    if p.get("regions") and (board or not has_layout(p["prompt"])):
-        raise JobError("regions", "regions need one prompt naming two objects, each with a colour, joined by 'and'")
-    if p.get("regions") and not regions_fit(defaults, p["num_frames"]):
-        raise JobError("regions", f"regions work in one pass: at most the model's {int(defaults.get('num_frames', 16))} frames "
-                                  "(or any length for a model whose scene_motion is keyframes)")
-    p.setdefault("seed", draw_seed())
-    if not 0 <= p["seed"] < 2**63:
-        raise JobError("seed", f"seed must be in [0, 2**63), got {p['seed']}")
-    try:
-        pipe.check_inputs(board.scenes[0].prompt if board else p["prompt"], p.get("negative_prompt"), min(p["num_frames"], MAX_FRAMES),
-                          p["height"], p["width"], p["num_inference_steps"], p["guidance_scale"], 1, "np")
-    except ValueError as e:
-        raise JobError(field_of(str(e), "storyboard" if board else "prompt"), str(e)) from None
-    if isinstance(p.get("storyboard"), dict):
-        p["storyboard"] = json.dumps(p["storyboard"])
-    p["fps"] = float(p["fps"])
-    p["guidance_scale"] = float(p["guidance_scale"])
+                raise JobError(
+                    "storyboard", f"scene {i}: the prompt is longer than {limits.max_prompt_chars} characters"
+                )
+    if board is not None and board.num_frames > limits.max_frames:
+        raise JobError(
+            "storyboard",
+            f"the storyboard has {board.num_frames} frames in all; at most {limits.max_frames} on this server",
+        )
+    for name, top in (
+        ("num_frames", limits.max_frames),
+        ("height", limits.max_size),
+        ("width", limits.max_size),
+        ("num_inference_steps", limits.max_steps),
+    ):
+        if getattr(req, name) > top:
+            raise JobError(name, f"{name} is {getattr(req, name)}; at most {top} on this server")
+    p = {k: getattr(req, k) for k in PARAM_FIELDS if getattr(req, k) is not None}
+    if board is not None:
+        p.pop("num_frames")
+        p["storyboard"] = (
+            given["storyboard"] if isinstance(given["storyboard"], str) else json.dumps(given["storyboard"])
+        )
     return p
 
 
@@ -146,8 +121,14 @@ def _iso(ts: float | None) -> str | None:
 class JobQueue:
     """Jobs in SQLite plus the one worker thread that runs them on this process's device."""
 
-    def __init__(self, data_dir: str | Path, model: str | None = None, device: str = "auto", dtype: str | None = None,
-                 limits: Limits | None = None):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        model: str | None = None,
+        device: str = "auto",
+        dtype: str | None = None,
+        limits: Limits | None = None,
+    ):
         self.data_dir = Path(data_dir).resolve()
         self.videos = self.data_dir / "videos"
         self.videos.mkdir(parents=True, exist_ok=True)
@@ -171,8 +152,10 @@ class JobQueue:
             )
             self.db.execute("CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq)")
             # Interrupted by a crash or a stop: run again, unless it keeps killing the server
-            self.db.execute("UPDATE jobs SET status='failed', error=?, finished=? WHERE status='running' AND attempts>=?",
-                            (f"interrupted {MAX_ATTEMPTS} times (the server stopped while it ran)", time.time(), MAX_ATTEMPTS))
+            self.db.execute(
+                "UPDATE jobs SET status='failed', error=?, finished=? WHERE status='running' AND attempts>=?",
+                (f"interrupted {MAX_ATTEMPTS} times (the server stopped while it ran)", time.time(), MAX_ATTEMPTS),
+            )
             self.db.execute("UPDATE jobs SET status='queued', started=NULL WHERE status='running'")
         for tmp in self.videos.glob(".*.tmp-*"):  # half-written files of an interrupted job
             tmp.unlink(missing_ok=True)
@@ -205,13 +188,18 @@ class JobQueue:
 
     @property
     def ready(self) -> bool:
-        return self.pipe is not None and self.thread is not None and self.thread.is_alive() and not self.stopping.is_set()
+        return (
+            self.pipe is not None and self.thread is not None and self.thread.is_alive() and not self.stopping.is_set()
+        )
 
     def _next(self):
         with self.lock:
             row = self.db.execute("SELECT * FROM jobs WHERE status='queued' ORDER BY seq LIMIT 1").fetchone()
             if row is not None:
-                self.db.execute("UPDATE jobs SET status='running', started=?, attempts=attempts+1 WHERE id=?", (time.time(), row["id"]))
+                self.db.execute(
+                    "UPDATE jobs SET status='running', started=?, attempts=attempts+1 WHERE id=?",
+                    (time.time(), row["id"]),
+                )
         return row
 
     def _work(self):
@@ -233,22 +221,30 @@ class JobQueue:
             elapsed = time.time() - start
             self.live[job_id] = {"step": step, "total": total, "eta": elapsed / step * (total - step)}
 
-        board = p.get("storyboard")
         out = self.videos / f"{job_id}.mp4"  # the name comes from the server's UUID, never from the request
         req = GenerateRequest(
-            prompt=p.get("prompt"), output=out, storyboard=parse_storyboard(yaml.safe_load(board)) if board else None,
-            model=self.model, num_frames=None if board else p["num_frames"], height=p["height"], width=p["width"],
-            num_inference_steps=p["num_inference_steps"], guidance_scale=p["guidance_scale"], negative_prompt=p.get("negative_prompt"),
-            seed=p["seed"], scheduler=p.get("scheduler"), fps=p["fps"], device=self.device, dtype=self.dtype, overwrite=True, progress=False,
-            regions=p.get("regions"),
+            **{k: p.get(k) for k in PARAM_FIELDS},
+            output=out,
+            model=self.model,
+            device=self.device,
+            dtype=self.dtype,
+            overwrite=True,
+            progress=False,
         )
         if req.scheduler is None and self.pipe is not None:
             self.pipe.scheduler = self.base_scheduler  # a previous job may have swapped it
         status, error, result = "succeeded", None, None
         try:
             r = run_generate(req, on_step=on_step)
-            result = json.dumps({"num_frames": r.num_frames, "height": r.height, "width": r.width, "fps": r.fps,
-                                 "seconds": round(time.time() - start, 3)})
+            result = json.dumps(
+                {
+                    "num_frames": r.num_frames,
+                    "height": r.height,
+                    "width": r.width,
+                    "fps": r.fps,
+                    "seconds": round(time.time() - start, 3),
+                }
+            )
         except Stopped:
             status = "queued" if job_id not in self.cancelled else "cancelled"
             stopped_at = self.live.get(job_id, {}).get("step", 0) + 1  # the step that had just finished
@@ -258,13 +254,20 @@ class JobQueue:
             self.live.pop(job_id, None)
         with self.lock:  # (a job cancelled meanwhile stays cancelled: its row is no longer 'running')
             if status == "cancelled":  # cancel() has set the row; add where the job actually stopped
-                cur = self.db.execute("UPDATE jobs SET result=json_set(COALESCE(result, '{}'), '$.stopped_at_step', ?) WHERE id=?",
-                                      (stopped_at, job_id))
+                cur = self.db.execute(
+                    "UPDATE jobs SET result=json_set(COALESCE(result, '{}'), '$.stopped_at_step', ?) WHERE id=?",
+                    (stopped_at, job_id),
+                )
             elif status == "queued":  # the server is stopping: back to the queue, and this try does not count
-                cur = self.db.execute("UPDATE jobs SET status='queued', started=NULL, attempts=attempts-1 WHERE id=? AND status='running'", (job_id,))
+                cur = self.db.execute(
+                    "UPDATE jobs SET status='queued', started=NULL, attempts=attempts-1 WHERE id=? AND status='running'",
+                    (job_id,),
+                )
             else:
-                cur = self.db.execute("UPDATE jobs SET status=?, error=?, result=?, video=?, finished=? WHERE id=? AND status='running'",
-                                      (status, error, result, out.name if status == "succeeded" else None, time.time(), job_id))
+                cur = self.db.execute(
+                    "UPDATE jobs SET status=?, error=?, result=?, video=?, finished=? WHERE id=? AND status='running'",
+                    (status, error, result, out.name if status == "succeeded" else None, time.time(), job_id),
+                )
         self.changes += 1
         if status != "succeeded" or cur.rowcount == 0:
             out.unlink(missing_ok=True)
@@ -279,13 +282,17 @@ class JobQueue:
             queued = self.db.execute("SELECT COUNT(*) FROM jobs WHERE status='queued'").fetchone()[0]
             if queued >= self.limits.max_queue:
                 raise QueueFull(self._retry_after())
-            self.db.execute("INSERT INTO jobs (id, status, params, source, created) VALUES (?, 'queued', ?, ?, ?)",
-                            (job_id, json.dumps(params), source, time.time()))
+            self.db.execute(
+                "INSERT INTO jobs (id, status, params, source, created) VALUES (?, 'queued', ?, ?, ?)",
+                (job_id, json.dumps(params), source, time.time()),
+            )
         self.wake.set()
         return self.get(job_id)
 
     def _retry_after(self) -> int:
-        rows = self.db.execute("SELECT finished - started FROM jobs WHERE status='succeeded' ORDER BY seq DESC LIMIT 20").fetchall()
+        rows = self.db.execute(
+            "SELECT finished - started FROM jobs WHERE status='succeeded' ORDER BY seq DESC LIMIT 20"
+        ).fetchall()
         mean = sum(r[0] for r in rows) / len(rows) if rows else 10.0
         return max(1, math.ceil(mean))  # about when the running job ends and a place frees up
 
@@ -299,8 +306,10 @@ class JobQueue:
                 live = self.live.get(job_id)
                 if row["status"] == "running":
                     self.cancelled.add(job_id)
-                self.db.execute("UPDATE jobs SET status='cancelled', finished=?, result=? WHERE id=? AND status IN ('queued', 'running')",
-                                (time.time(), json.dumps({"cancelled_at_step": live["step"] if live else 0}), job_id))
+                self.db.execute(
+                    "UPDATE jobs SET status='cancelled', finished=?, result=? WHERE id=? AND status IN ('queued', 'running')",
+                    (time.time(), json.dumps({"cancelled_at_step": live["step"] if live else 0}), job_id),
+                )
                 self.changes += 1
         return self.get(job_id)
 
@@ -309,14 +318,18 @@ class JobQueue:
             row = self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
             position = None
             if row is not None and row["status"] == "queued":
-                position = self.db.execute("SELECT COUNT(*) FROM jobs WHERE status='queued' AND seq<?", (row["seq"],)).fetchone()[0]
+                position = self.db.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE status='queued' AND seq<?", (row["seq"],)
+                ).fetchone()[0]
         return None if row is None else self._public(row, position)
 
     def list(self, limit: int = 20, offset: int = 0, status: str | None = None) -> tuple[list[dict], int]:
         where, args = ("WHERE status=?", (status,)) if status else ("", ())
         with self.lock:
             total = self.db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()[0]
-            rows = self.db.execute(f"SELECT * FROM jobs {where} ORDER BY seq DESC LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
+            rows = self.db.execute(
+                f"SELECT * FROM jobs {where} ORDER BY seq DESC LIMIT ? OFFSET ?", (*args, limit, offset)
+            ).fetchall()
         return [self._public(r) for r in rows], total
 
     def counts(self) -> dict:

@@ -1,8 +1,8 @@
 """Training configuration: one dataclass, read from YAML or JSON, every field with a default.
 
-    t2v train configs/shapes-vae.yaml        # first stage: the VAE
-    t2v train configs/shapes-unet.yaml       # second stage: the text-to-video UNet
-    t2v train configs/shapes-decoder.yaml    # optional: a refiner for a PatchAutoencoder's decoder
+t2v train configs/shapes-vae.yaml        # first stage: the VAE
+t2v train configs/shapes-unet.yaml       # second stage: the text-to-video UNet
+t2v train configs/shapes-decoder.yaml    # optional: a refiner for a PatchAutoencoder's decoder
 """
 
 from __future__ import annotations

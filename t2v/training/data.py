@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from t2v.video_io import read_video
+from t2v.world import ShapesWorldDataset
+
 from .config import DataConfig
 
 
@@ -50,8 +53,6 @@ class TextVideoFolder(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict:
-        from t2v.video_io import read_video
-
         path, caption = self.items[i]
         frames, _ = read_video(path)
         rng = np.random.default_rng([self.seed, i])
@@ -78,11 +79,14 @@ def resize_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def make_dataset(config: DataConfig) -> Dataset:
     if config.kind == "shapes":
-        from t2v.world import ShapesWorldDataset
-
         return ShapesWorldDataset(
-            length=config.length, seed=config.seed, num_frames=config.num_frames, height=config.height,
-            width=config.width, p_two_objects=config.p_two_objects, split="train",
+            length=config.length,
+            seed=config.seed,
+            num_frames=config.num_frames,
+            height=config.height,
+            width=config.width,
+            p_two_objects=config.p_two_objects,
+            split="train",
         )
     if config.kind == "folder":
         if not config.path:

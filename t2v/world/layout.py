@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+import torch
+
 from t2v.pipelines.regions import Region, band_masks
 from t2v.world.captions import DIRECTIONS, NOVEL_MOTIONS
 from t2v.world.shapes import BACKGROUNDS, COLORS
@@ -85,8 +87,6 @@ def clip_regions(caption: str, scene: dict, video) -> list[Region] | None:
     half of the frame its object stays in (found by the object's exact colour in `video`, [F, 3, H, W]
     in [-1, 1]), split the way `shapes_regions` splits when both splits separate the objects. None for
     one object, or when no split separates them. Trains the layout `shapes_regions` gives at inference."""
-    import torch
-
     phrases = object_phrases(caption)
     if len(scene["objects"]) != 2 or len(phrases) != 2:
         return None
@@ -120,5 +120,7 @@ def clip_regions(caption: str, scene: dict, video) -> list[Region] | None:
 
 # The region-planner interface (t2v.models.defaults.REGION_PLANNERS["shapes"]): has_layout, plan_regions, LAYOUT_HELP
 plan_regions = shapes_regions
-LAYOUT_HELP = ("one prompt naming two objects, each with a colour, joined by 'and' "
-               "(e.g. 'a red square moving right and a blue circle growing on a black background')")
+LAYOUT_HELP = (
+    "one prompt naming two objects, each with a colour, joined by 'and' "
+    "(e.g. 'a red square moving right and a blue circle growing on a black background')"
+)

@@ -12,9 +12,9 @@ import time
 
 import gradio as gr
 
-from t2v.generate import regions_fit
+from t2v.request import regions_fit
 from t2v.server.jobs import JobError, JobQueue, QueueFull
-from t2v.world.layout import has_layout
+
 
 EXAMPLES = [
     "a red circle moving right on a black background",
@@ -66,7 +66,7 @@ def _wait(queue: JobQueue, job_id: str, progress: gr.Progress) -> str:
 def build_ui(queue: JobQueue) -> gr.Blocks:
     """The Gradio Blocks for `queue` (its model is loaded: the controls start at the model's defaults)."""
     pipe, limits = queue.pipe, queue.limits
-    defaults = getattr(pipe, "t2v_defaults", {})
+    defaults, planner = pipe.defaults, pipe.defaults.region_planner
     f, size = pipe.vae_scale_factor, pipe.default_size
     max_size = max(size, min(limits.max_size, 512))
 
@@ -80,17 +80,34 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
         return _wait(queue, job["id"], progress)
 
     def common(height, width, steps, guidance, seed, fps):
-        return dict(height=int(height), width=int(width), num_inference_steps=int(steps), guidance_scale=float(guidance),
-                    seed=None if seed is None or seed < 0 else int(seed), fps=float(fps))
+        return {
+            "height": int(height),
+            "width": int(width),
+            "num_inference_steps": int(steps),
+            "guidance_scale": float(guidance),
+            "seed": None if seed is None or seed < 0 else int(seed),
+            "fps": float(fps),
+        }
 
-    def text_to_video(prompt, negative, frames, height, width, steps, guidance, seed, fps, regions, progress=gr.Progress()):
-        body = dict(prompt=prompt, negative_prompt=negative or None, num_frames=int(frames), **common(height, width, steps, guidance, seed, fps))
+    def text_to_video(
+        prompt, negative, frames, height, width, steps, guidance, seed, fps, regions, progress=gr.Progress()
+    ):
+        body = dict(
+            prompt=prompt,
+            negative_prompt=negative or None,
+            num_frames=int(frames),
+            **common(height, width, steps, guidance, seed, fps),
+        )
         # checked: regions wherever they apply (a two-object prompt, one pass); unchecked: never
-        body["regions"] = bool(regions) and has_layout(prompt) and regions_fit(defaults, int(frames))
+        body["regions"] = (
+            bool(regions) and planner is not None and planner.has_layout(prompt) and regions_fit(defaults, int(frames))
+        )
         return submit(body, progress)
 
     def storyboard(text, negative, height, width, steps, guidance, seed, fps, progress=gr.Progress()):
-        body = dict(storyboard=text, negative_prompt=negative or None, **common(height, width, steps, guidance, seed, fps))
+        body = dict(
+            storyboard=text, negative_prompt=negative or None, **common(height, width, steps, guidance, seed, fps)
+        )
         if not fps:
             body.pop("fps")  # the storyboard's own
         return submit(body, progress)
@@ -98,31 +115,54 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
     def settings(frames: bool):
         controls = []
         if frames:
-            controls.append(gr.Slider(1, max(16, min(limits.max_frames, 128)), value=int(defaults.get("num_frames", 16)), step=1, label="Frames"))
+            controls.append(
+                gr.Slider(1, max(16, min(limits.max_frames, 128)), value=defaults.num_frames, step=1, label="Frames")
+            )
         with gr.Row():
             controls.append(gr.Slider(f, max_size, value=size, step=f, label="Height"))
             controls.append(gr.Slider(f, max_size, value=size, step=f, label="Width"))
         with gr.Row():
-            controls.append(gr.Slider(1, min(limits.max_steps, 100), value=int(defaults.get("num_inference_steps", 25)), step=1, label="Steps"))
-            controls.append(gr.Slider(0, 20, value=float(defaults.get("guidance_scale", 9.0)), step=0.5, label="Guidance"))
+            controls.append(
+                gr.Slider(1, min(limits.max_steps, 100), value=defaults.num_inference_steps, step=1, label="Steps")
+            )
+            controls.append(gr.Slider(0, 20, value=defaults.guidance_scale, step=0.5, label="Guidance"))
         with gr.Row():
             controls.append(gr.Number(-1, precision=0, label="Seed (-1 = random)"))
-            controls.append(gr.Slider(0 if not frames else 1, 30, value=0 if not frames else 8, step=1,
-                                      label="FPS" if frames else "FPS (0 = the storyboard's)"))
+            controls.append(
+                gr.Slider(
+                    0 if not frames else 1,
+                    30,
+                    value=0 if not frames else 8,
+                    step=1,
+                    label="FPS" if frames else "FPS (0 = the storyboard's)",
+                )
+            )
         return controls
 
     with gr.Blocks(title="t2v") as demo:
-        gr.Markdown(f"# t2v: text to video\nModel: `{queue.model or 't2v-shapes (embedded)'}` on `{queue.device}`. "
-                    "Jobs run one at a time on this device; the REST API is at [/docs](/docs).")
+        gr.Markdown(
+            f"# t2v: text to video\nModel: `{queue.model or 't2v-shapes (embedded)'}` on `{queue.device}`. "
+            "Jobs run one at a time on this device; the REST API is at [/docs](/docs)."
+        )
         with gr.Tab("Text to video"):
             with gr.Row():
                 with gr.Column():
-                    prompt = gr.Textbox(label="Prompt", lines=2, max_length=limits.max_prompt_chars, elem_id="t2v-prompt",
-                                        placeholder=EXAMPLES[0])
+                    prompt = gr.Textbox(
+                        label="Prompt",
+                        lines=2,
+                        max_length=limits.max_prompt_chars,
+                        elem_id="t2v-prompt",
+                        placeholder=EXAMPLES[0],
+                    )
                     negative = gr.Textbox(label="Negative prompt", max_length=limits.max_prompt_chars)
                     controls = settings(frames=True)
-                    controls.append(gr.Checkbox(defaults.get("regions") == "shapes", label="Regions: for a prompt naming two "
-                                                "objects, each object's words are heard only in its own half of the frame"))
+                    controls.append(
+                        gr.Checkbox(
+                            planner is not None,
+                            label="Regions: for a prompt naming two "
+                            "objects, each object's words are heard only in its own half of the frame",
+                        )
+                    )
                     button = gr.Button("Generate", variant="primary", elem_id="t2v-generate")
                     gr.Examples([[e] for e in EXAMPLES], inputs=[prompt])
                 output = gr.HTML(label="Video", elem_id="t2v-output")
@@ -131,10 +171,16 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
         with gr.Tab("Storyboard"):
             with gr.Row():
                 with gr.Column():
-                    board = gr.Code(STORYBOARD_EXAMPLE, language="yaml", label="Storyboard (YAML or JSON: scenes with prompt and frames)")
+                    board = gr.Code(
+                        STORYBOARD_EXAMPLE,
+                        language="yaml",
+                        label="Storyboard (YAML or JSON: scenes with prompt and frames)",
+                    )
                     board_negative = gr.Textbox(label="Negative prompt (overrides the storyboard's)")
                     board_controls = settings(frames=False)
                     board_button = gr.Button("Generate", variant="primary", elem_id="t2v-story-generate")
                 board_output = gr.HTML(label="Video", elem_id="t2v-story-output")
-            board_button.click(storyboard, [board, board_negative, *board_controls], board_output, concurrency_limit=None)
+            board_button.click(
+                storyboard, [board, board_negative, *board_controls], board_output, concurrency_limit=None
+            )
     return demo

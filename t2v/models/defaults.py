@@ -1,0 +1,78 @@
+"""A model's recommended settings: the one place that knows them and their fallbacks.
+
+A t2v model directory may carry `t2v_model.json` with a "defaults" mapping (the embedded model's:
+25 steps, guidance 2.5, keyframed scenes, automatic transitions, Shapes-world regions). Models that
+do not say (ModelScope and other diffusers checkpoints) get the fallbacks below. The pipeline reads
+them once at load time and keeps them on the UNet (the weights they belong to): `pipe.defaults` in
+every pipeline built from the same components; every door (CLI, job server, web app, evaluation)
+reads them from there.
+
+Regions are planned by a named planner: a module with `has_layout(prompt) -> bool`,
+`plan_regions(prompt, num_frames, height, width) -> list[Region] | None` and `LAYOUT_HELP` (what
+a prompt needs for regions). The embedded model names
+"shapes" (its world's caption grammar, `t2v.world.layout`), so only its defaults reach the world.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+
+AUTO = "auto"  # transition_frames: the shortest dissolve that keeps every frame change small
+SCENE_MOTIONS = ("keyframes", "windows")
+REGION_PLANNERS = {"shapes": "t2v.world.layout"}  # name in t2v_model.json -> module
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """Recommended settings; the field defaults are the fallbacks for models that do not say.
+
+    num_frames: the native clip length (windows and keyframes are this long). guidance_scale: 9, as
+    ModelScope recommends. scene_motion: how a scene longer than a clip is drawn ("windows" for
+    models whose clips show ongoing motion; "keyframes" for models whose motion spans the clip).
+    transition_frames: frames blended across a storyboard cut, or "auto". regions: the name of a
+    region planner (`REGION_PLANNERS`), or None for a model without one.
+    """
+
+    num_frames: int = 16
+    num_inference_steps: int = 25
+    guidance_scale: float = 9.0
+    scene_motion: str = "windows"
+    transition_frames: int | str = 8
+    regions: str | None = None
+
+    def __post_init__(self):
+        for name in ("num_frames", "num_inference_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"defaults: {name!r} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.guidance_scale, (int, float)) or isinstance(self.guidance_scale, bool):
+            raise ValueError(f"defaults: 'guidance_scale' must be a number, got {self.guidance_scale!r}")
+        if self.scene_motion not in SCENE_MOTIONS:
+            raise ValueError(
+                f"defaults: 'scene_motion' must be one of {', '.join(SCENE_MOTIONS)}, got {self.scene_motion!r}"
+            )
+        t = self.transition_frames
+        if t != AUTO and (not isinstance(t, int) or isinstance(t, bool) or t < 0):
+            raise ValueError(f"defaults: 'transition_frames' must be an integer >= 0 or {AUTO!r}, got {t!r}")
+        if self.regions is not None and self.regions not in REGION_PLANNERS:
+            raise ValueError(f"defaults: 'regions' must be one of {', '.join(REGION_PLANNERS)}, got {self.regions!r}")
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> ModelDefaults:
+        """From a parsed t2v_model.json: its "defaults" mapping (absent keys take the fallbacks)."""
+        given = dict(meta.get("defaults", {}))
+        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"defaults: unknown keys {', '.join(unknown)}")
+        if isinstance(given.get("guidance_scale"), int):
+            given["guidance_scale"] = float(given["guidance_scale"])
+        return cls(**given)
+
+    @property
+    def region_planner(self) -> ModuleType | None:
+        """The module that plans this model's regions (imported on first use), or None."""
+        return None if self.regions is None else importlib.import_module(REGION_PLANNERS[self.regions])
