@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test downloads anything
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -7,19 +7,36 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import t2v
 from t2v.cli import app
 from t2v.models import loading
+from t2v.pipelines.long_video.pipeline import LongVideoPipeline
 from t2v.video_io import read_video
+
 
 runner = CliRunner()
 FAST = ["--frames", "3", "--steps", "2", "--height", "32", "--width", "32", "-q"]
 
 
 def gen(model_dir, out, *extra):
-    return runner.invoke(app, ["generate", "a red circle moving right", "-o", str(out), "--model", str(model_dir), "--device", "cpu", *FAST, *extra])
+    return runner.invoke(
+        app,
+        [
+            "generate",
+            "a red circle moving right",
+            "-o",
+            str(out),
+            "--model",
+            str(model_dir),
+            "--device",
+            "cpu",
+            *FAST,
+            *extra,
+        ],
+    )
 
 
 def test_version():
@@ -100,9 +117,20 @@ def test_model_errors(tmp_path, model_dir):
 
     sd = tmp_path / "sd"
     sd.mkdir()
-    (sd / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}))
+    (sd / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "StableDiffusionPipeline",
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "vae": ["diffusers", "AutoencoderKL"],
+            }
+        )
+    )
     r = gen(sd, out)
-    assert r.exit_code == 2 and "not a text-to-video model: found a StableDiffusionPipeline with a UNet2DConditionModel" in r.output
+    assert (
+        r.exit_code == 2
+        and "not a text-to-video model: found a StableDiffusionPipeline with a UNet2DConditionModel" in r.output
+    )
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -145,7 +173,11 @@ def test_world_sample(tmp_path):
 
 
 def test_real_process_prints_no_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "t2v.cli", "generate", "x", "-o", str(tmp_path / "o.xyz")], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "t2v.cli", "generate", "x", "-o", str(tmp_path / "o.xyz")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "error:" in r.stderr and ".mp4" in r.stderr
 
 
@@ -155,3 +187,186 @@ def test_scheduler_choice_does_not_stick_to_the_cached_model(model_dir, tmp_path
     assert gen(model_dir, tmp_path / "a.npy", "--scheduler", "euler-a").exit_code == 0
     pipe = get_pipeline(str(model_dir), "cpu", None)
     assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # the tiny model's own solver is back
+
+
+def test_cli_story_and_long_generate(model_dir, tmp_path):
+    runner = CliRunner()
+    board = tmp_path / "story.yaml"
+    board.write_text(
+        yaml.safe_dump(
+            {
+                "fps": 4,
+                "transition_frames": 2,
+                "scenes": [{"prompt": "a red circle", "frames": 10}, {"prompt": "a blue square", "frames": 6}],
+            }
+        )
+    )
+    out = tmp_path / "story.npy"
+    r = runner.invoke(
+        app,
+        [
+            "story",
+            str(board),
+            "-o",
+            str(out),
+            "--model",
+            str(model_dir),
+            "--steps",
+            "2",
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--seed",
+            "0",
+            "-q",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "2 scenes, 16 frames" in r.output and np.load(out).shape == (16, 32, 32, 3)
+
+    out2 = tmp_path / "long.gif"
+    r = runner.invoke(
+        app,
+        [
+            "generate",
+            "a red circle",
+            "-o",
+            str(out2),
+            "--model",
+            str(model_dir),
+            "--frames",
+            "40",
+            "--steps",
+            "1",
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "-q",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert read_video(out2)[0].shape[0] == 40
+
+    # --transition-frames overrides the file's; a scene's own transition_frames still wins
+    captured = {}
+    original = LongVideoPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        captured["transition"], captured["own"] = (
+            kwargs["transition_frames"],
+            [s.transition_frames for s in kwargs["scenes"]],
+        )
+        return original(self, *args, **kwargs)
+
+    board.write_text(
+        yaml.safe_dump(
+            {
+                "transition_frames": 2,
+                "scenes": [
+                    {"prompt": "a", "frames": 4},
+                    {"prompt": "b", "frames": 4},
+                    {"prompt": "c", "frames": 4, "transition_frames": 0},
+                ],
+            }
+        )
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LongVideoPipeline, "__call__", spy)
+        r = runner.invoke(
+            app,
+            [
+                "story",
+                str(board),
+                "-o",
+                str(tmp_path / "t.npy"),
+                "--model",
+                str(model_dir),
+                "--steps",
+                "1",
+                "--height",
+                "32",
+                "--width",
+                "32",
+                "--transition-frames",
+                "6",
+                "-q",
+            ],
+        )
+    assert r.exit_code == 0, r.output
+    assert captured == {"transition": 6, "own": [None, None, 0]}
+    r = runner.invoke(
+        app,
+        ["story", str(board), "-o", str(tmp_path / "t2.npy"), "--model", str(model_dir), "--transition-frames", "-1"],
+    )
+    assert r.exit_code == 2 and "--transition-frames must be an integer >= 0 or 'auto', got '-1'" in r.output
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LongVideoPipeline, "__call__", spy)
+        r = runner.invoke(
+            app,
+            [
+                "story",
+                str(board),
+                "-o",
+                str(tmp_path / "t3.npy"),
+                "--model",
+                str(model_dir),
+                "--steps",
+                "1",
+                "--height",
+                "32",
+                "--width",
+                "32",
+                "--transition-frames",
+                "auto",
+                "-q",
+            ],
+        )
+    assert r.exit_code == 0, r.output
+    assert captured == {"transition": "auto", "own": [None, None, 0]}
+
+    # --scene-motion reaches the pipeline (None: the model's default); a wrong value is a clear error, nothing written
+    def spy_motion(self, *args, **kwargs):
+        captured["motion"] = kwargs["scene_motion"]
+        return original(self, *args, **kwargs)
+
+    for cmd in (["story", str(board)], ["generate", "a red circle", "--frames", "20"]):
+        for motion in ("keyframes", "windows", None):
+            captured.clear()
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(LongVideoPipeline, "__call__", spy_motion)
+                r = runner.invoke(
+                    app,
+                    [
+                        *cmd,
+                        "-o",
+                        str(tmp_path / "m.npy"),
+                        "--model",
+                        str(model_dir),
+                        "--steps",
+                        "1",
+                        "--height",
+                        "32",
+                        "--width",
+                        "32",
+                        "--overwrite",
+                        "-q",
+                    ]
+                    + (["--scene-motion", motion] if motion else []),
+                )
+            assert r.exit_code == 0 and captured["motion"] == motion, r.output
+        r = runner.invoke(
+            app, [*cmd, "-o", str(tmp_path / "bad.npy"), "--model", str(model_dir), "--scene-motion", "stretch"]
+        )
+        assert r.exit_code == 2 and "scene_motion must be one of keyframes, windows, got 'stretch'" in r.output
+        assert not (tmp_path / "bad.npy").exists()
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenes:\n  - prompt: x\n    frames: 0\n")
+    r = runner.invoke(app, ["story", str(bad), "-o", str(tmp_path / "bad.mp4"), "--model", str(model_dir)])
+    assert (
+        r.exit_code == 2
+        and "scene 1: 'frames' must be >= 1, got 0" in r.output
+        and not (tmp_path / "bad.mp4").exists()
+    )

@@ -12,10 +12,16 @@ from t2v.pipelines.text_to_video import load_pipeline
 from t2v.request import GenerateRequest, RequestError
 from t2v.server.jobs import JobError, Limits, check_params
 
+
 PROMPT = "a red circle moving right"
 # (field, value, CLI arguments, what the message says)
 BAD = [
-    ("height", 33, ["--height", "33"], "height must be a positive multiple of 2 (the VAE's downsampling factor), got 33"),
+    (
+        "height",
+        33,
+        ["--height", "33"],
+        "height must be a positive multiple of 2 (the VAE's downsampling factor), got 33",
+    ),
     ("num_frames", 0, ["--frames", "0"], "num_frames must be an integer in [1, 4096], got 0"),
     ("num_inference_steps", 0, ["--steps", "0"], "num_inference_steps must be an integer >= 1, got 0"),
     ("guidance_scale", math.nan, ["--guidance", "nan"], "guidance_scale must be a finite number, got nan"),
@@ -48,16 +54,23 @@ def test_every_door_gives_the_same_message(shapes_model, tmp_path, field, value,
     assert message in str(api.value) and str(api.value) == str(server.value)
     out = tmp_path / "out.mp4"
     prompt = value if field == "prompt" else PROMPT
-    r = CliRunner().invoke(app, ["generate", prompt, "-o", str(out), "--model", str(shapes_model), "--device", "cpu", "-q", *cli])
+    r = CliRunner().invoke(
+        app, ["generate", prompt, "-o", str(out), "--model", str(shapes_model), "--device", "cpu", "-q", *cli]
+    )
     assert r.exit_code == 2 and f"error: {api.value}" in r.output and not out.exists(), r.output
 
 
 def test_cheap_checks_come_before_the_model():
     """A bad request fails in check(), with no model loaded (the CLI says so before loading anything)."""
-    for kwargs, field in [({"prompt": "x", "storyboard": "scenes: []"}, "storyboard"), ({}, "prompt"),
-                          ({"prompt": "x", "fps": -1}, "fps"), ({"prompt": "x", "scene_motion": "fast"}, "scene_motion"),
-                          ({"storyboard": "scenes: [{prompt: a, frames: 2}]", "num_frames": 3}, "num_frames"),
-                          ({"storyboard": "scenes: [oops"}, "storyboard"), ({"prompt": "x", "seed": 2**63}, "seed")]:
+    for kwargs, field in [
+        ({"prompt": "x", "storyboard": "scenes: []"}, "storyboard"),
+        ({}, "prompt"),
+        ({"prompt": "x", "fps": -1}, "fps"),
+        ({"prompt": "x", "scene_motion": "fast"}, "scene_motion"),
+        ({"storyboard": "scenes: [{prompt: a, frames: 2}]", "num_frames": 3}, "num_frames"),
+        ({"storyboard": "scenes: [oops"}, "storyboard"),
+        ({"prompt": "x", "seed": 2**63}, "seed"),
+    ]:
         with pytest.raises(RequestError) as e:
             GenerateRequest(**kwargs).check()
         assert e.value.field == field, (kwargs, e.value)
@@ -68,7 +81,9 @@ def test_resolve_fills_the_models_defaults(pipe):
     req = GenerateRequest(prompt=PROMPT).resolve(pipe)
     assert (req.num_frames, req.num_inference_steps, req.guidance_scale, req.fps) == (4, 7, 2.5, 8.0)
     assert (req.height, req.width) == (pipe.default_size,) * 2 and 0 <= req.seed < 2**31 and req.regions is False
-    board = GenerateRequest(storyboard="fps: 5\nscenes: [{prompt: a, frames: 3}, {prompt: b, frames: 2}]").resolve(pipe)
+    board = GenerateRequest(storyboard="fps: 5\nscenes: [{prompt: a, frames: 3}, {prompt: b, frames: 2}]").resolve(
+        pipe
+    )
     assert board.num_frames == 5 and board.fps == 5.0 and board.storyboard.scenes[1].prompt == "b"
     with pytest.raises(RequestError, match="no region planner"):
         GenerateRequest(prompt="a red box and a blue ball", regions=True).resolve(pipe)

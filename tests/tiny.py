@@ -46,8 +46,11 @@ def tiny_vae() -> AutoencoderKL:
 def tiny_taesd() -> AutoencoderTiny:
     torch.manual_seed(0)
     return AutoencoderTiny(
-        encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8), num_encoder_blocks=(1, 1),
-        num_decoder_blocks=(1, 1), latent_channels=4,
+        encoder_block_out_channels=(8, 8),
+        decoder_block_out_channels=(8, 8),
+        num_encoder_blocks=(1, 1),
+        num_decoder_blocks=(1, 1),
+        latent_channels=4,
     )
 
 
@@ -64,8 +67,15 @@ def tiny_clip_tokenizer() -> CLIPTokenizer:
 def tiny_clip_text_encoder(vocab_size: int) -> CLIPTextModel:
     torch.manual_seed(0)
     config = CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=2,
-        max_position_embeddings=32, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=2,
+        max_position_embeddings=32,
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
     )
     return CLIPTextModel(config)
 
@@ -73,7 +83,11 @@ def tiny_clip_text_encoder(vocab_size: int) -> CLIPTextModel:
 def tiny_bert(vocab_size: int) -> BertModel:
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=2,
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=2,
         max_position_embeddings=64,
     )
     config.use_attention_mask = True
@@ -90,7 +104,11 @@ def tiny_pipeline(tmp: Path, encoder: str = "clip", vae: str = "kl") -> TextToVi
         text_encoder = tiny_bert(tokenizer.vocab_size)
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
     pipe = TextToVideoPipeline(
-        vae=tiny_vae() if vae == "kl" else tiny_taesd(), text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=tiny_unet(), scheduler=scheduler
+        vae=tiny_vae() if vae == "kl" else tiny_taesd(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=tokenizer,
+        unet=tiny_unet(),
+        scheduler=scheduler,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe

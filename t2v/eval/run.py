@@ -153,7 +153,8 @@ def _markdown(report: dict) -> str:
     s = report["settings"]
     text = (
         f"# t2v eval\n\nmodel: {s['model']}; {s['prompts']} prompts per set x seeds {s['seeds']}; "
-        f"{s['steps']} steps, guidance {s['guidance']}; scenes past the model's clip: {s.get('scene_motion', 'windows')}; {report['seconds']} s\n\n"
+        f"{s['steps']} steps, guidance {s['guidance']}; "
+        f"scenes past the model's clip: {s.get('scene_motion', 'windows')}; {report['seconds']} s\n\n"
     )
     if report["summary"]:
         text += markdown_table(report["summary"])
@@ -169,22 +170,32 @@ def _markdown(report: dict) -> str:
         if key in report:
             b = report[key]["summary"]
             text += (
-                f"\nStoryboards ({b.get('backgrounds', 'mixed')} backgrounds): {b['scenes']} scenes of 4-scene storyboards "
-                f"({b.get('scene_frames', 16)} frames a scene, transition_frames {b.get('transition_frames', 8)}, mean {b.get('transition_frames_mean', float('nan')):.1f}), all-correct per scene {100 * b['scene_all_correct']:.0f}%; "
-                f"max jump ratio median {b['max_jump_ratio_median']:.2f}, worst {b['max_jump_ratio_max']:.2f} (target <= 3; "
+                f"\nStoryboards ({b.get('backgrounds', 'mixed')} backgrounds): "
+                f"{b['scenes']} scenes of 4-scene storyboards "
+                f"({b.get('scene_frames', 16)} frames a scene, transition_frames {b.get('transition_frames', 8)}, "
+                f"mean {b.get('transition_frames_mean', float('nan')):.1f}), "
+                f"all-correct per scene {100 * b['scene_all_correct']:.0f}%; "
+                f"max jump ratio median {b['max_jump_ratio_median']:.2f}, "
+                f"worst {b['max_jump_ratio_max']:.2f} (target <= 3; "
                 f"{b.get('boards_within_target', '-')} of {len(report[key]['results'])} boards within); "
-                f"inside scenes (transitions left out) median {b['max_jump_ratio_inside_scenes_median']:.2f}, worst {b['max_jump_ratio_inside_scenes_max']:.2f}; "
-                f"least possible for these cuts and transition length: median {b.get('bound_jump_ratio_median', float('nan')):.2f}, worst {b.get('bound_jump_ratio_max', float('nan')):.2f}\n"
+                f"inside scenes (transitions left out) median {b['max_jump_ratio_inside_scenes_median']:.2f}, "
+                f"worst {b['max_jump_ratio_inside_scenes_max']:.2f}; "
+                "least possible for these cuts and transition length: "
+                f"median {b.get('bound_jump_ratio_median', float('nan')):.2f}, "
+                f"worst {b.get('bound_jump_ratio_max', float('nan')):.2f}\n"
             )
     if "long" in report:
         g = report["long"]["summary"]
         text += (
             f"\nLong single-prompt videos: {g['videos']} x {g['num_frames']} frames; max jump ratio median "
-            f"{g['max_jump_ratio_median']:.2f}, worst {g['max_jump_ratio_max']:.2f} (target <= 3); colour and shape kept {100 * g['objects_kept']:.0f}%; all-correct over the whole video {100 * g.get('all_correct', float('nan')):.0f}%\n"
+            f"{g['max_jump_ratio_median']:.2f}, worst {g['max_jump_ratio_max']:.2f} (target <= 3); "
+            f"colour and shape kept {100 * g['objects_kept']:.0f}%; "
+            f"all-correct over the whole video {100 * g.get('all_correct', float('nan')):.0f}%\n"
         )
     text += (
         "\nAccuracy is judged by t2v.eval.analyse from the frames; `all_correct` = colour, shape, size, motion and "
-        "object count all right (background reported apart). Flicker: mean absolute change of background pixels between frames (0-255).\n"
+        "object count all right (background reported apart). "
+        "Flicker: mean absolute change of background pixels between frames (0-255).\n"
     )
     return text
 

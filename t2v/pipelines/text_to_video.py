@@ -9,7 +9,9 @@ which this pipeline replaces (see tests/test_interop.py).
 
 Example:
     >>> from t2v import TextToVideoPipeline, write_video
-    >>> pipe = TextToVideoPipeline.from_pretrained("damo-vilab/text-to-video-ms-1.7b", torch_dtype=torch.float16, variant="fp16")
+    >>> pipe = TextToVideoPipeline.from_pretrained(
+    ...     "damo-vilab/text-to-video-ms-1.7b", torch_dtype=torch.float16, variant="fp16"
+    ... )
     >>> pipe.set_scheduler("dpm++")
     >>> pipe.enable_model_cpu_offload()
     >>> pipe.enable_vae_slicing()
@@ -228,7 +230,8 @@ class TextToVideoPipeline(DiffusionPipeline):
             raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
         if not isinstance(num_videos_per_prompt, int) or not 1 <= num_videos_per_prompt <= MAX_VIDEOS_PER_CALL:
             raise ValueError(
-                f"num_videos_per_prompt must be an integer in [1, {MAX_VIDEOS_PER_CALL}], got {num_videos_per_prompt!r}"
+                f"num_videos_per_prompt must be an integer in [1, {MAX_VIDEOS_PER_CALL}], "
+                f"got {num_videos_per_prompt!r}"
             )
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
@@ -444,7 +447,8 @@ def load_pipeline(model: str | Path | None = None, device: str | None = "cpu", d
     on `device` ("auto" picks CUDA, then MPS, then the CPU) in `dtype` (default: float16 on CUDA)."""
     device = pick_device(device)
     torch_dtype = parse_dtype(dtype, device)
-    # newer diffusers call from_pretrained's torch_dtype `dtype` and warn on the old name; older ones know only torch_dtype
+    # newer diffusers call from_pretrained's torch_dtype `dtype` and warn on the old name;
+    # older ones know only torch_dtype
     dtype_arg = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
     with quiet():
         pipe = TextToVideoPipeline.from_pretrained(model, **{dtype_arg: torch_dtype}, variant=variant)

@@ -57,7 +57,9 @@ class JobRequest(BaseModel):
     )
     regions: bool | None = Field(
         None,
-        description="A two-object prompt: each object's words heard only in its own half of the frame (default: the model's).",
+        description=(
+            "A two-object prompt: each object's words heard only in its own half of the frame (default: the model's)."
+        ),
     )
 
 
@@ -152,7 +154,13 @@ def create_api(queue: JobQueue, token: str | None = None) -> FastAPI:
     api = FastAPI(
         title="t2v job server", version="1", description="Text-to-video jobs: submit, poll, download, cancel."
     )
-    convert_lock = threading.Lock()
+    _job_routes(api, queue)
+    _file_and_health_routes(api, queue)
+    return api
+
+
+def _job_routes(api: FastAPI, queue: JobQueue) -> None:
+    """Submit, list, poll and cancel jobs."""
 
     @api.post(
         "/v1/jobs",
@@ -215,6 +223,11 @@ def create_api(queue: JobQueue, token: str | None = None) -> FastAPI:
             raise HTTPException(409, f"job {job_id} has already {job['status']}")
         return job
 
+
+def _file_and_health_routes(api: FastAPI, queue: JobQueue) -> None:
+    """A job's video (converted on first request for gif and webm) and the health checks."""
+    convert_lock = threading.Lock()
+
     @api.get(
         "/v1/jobs/{job_id}/video",
         response_class=FileResponse,
@@ -261,5 +274,3 @@ def create_api(queue: JobQueue, token: str | None = None) -> FastAPI:
             "jobs": queue.counts(),
         }
         return JSONResponse(body, 200 if queue.ready else 503)
-
-    return api

@@ -41,7 +41,8 @@ def _player(job: dict) -> str:
         f'<video id="t2v-video" controls autoplay loop muted playsinline style="width:100%;max-width:512px;'
         f'image-rendering:pixelated;background:#000"><source src="{url}" type="video/mp4">'
         f'<source src="{url}?format=webm" type="video/webm"></video>'
-        f'<p><a id="t2v-download" href="{url}?download=1" download>Download mp4</a> · seed {job["seed"]} · job {job["id"]}</p>'
+        f'<p><a id="t2v-download" href="{url}?download=1" download>Download mp4</a>'
+        f" · seed {job['seed']} · job {job['id']}</p>"
     )
 
 
@@ -63,12 +64,41 @@ def _wait(queue: JobQueue, job_id: str, progress: gr.Progress) -> str:
         time.sleep(POLL_SECONDS)
 
 
+def _settings(frames: bool, pipe, limits) -> list:
+    """The generation controls, starting at the model's defaults (with a frame count for one prompt)."""
+    defaults, f, size = pipe.defaults, pipe.vae_scale_factor, pipe.default_size
+    max_size = max(size, min(limits.max_size, 512))
+    controls = []
+    if frames:
+        controls.append(
+            gr.Slider(1, max(16, min(limits.max_frames, 128)), value=defaults.num_frames, step=1, label="Frames")
+        )
+    with gr.Row():
+        controls.append(gr.Slider(f, max_size, value=size, step=f, label="Height"))
+        controls.append(gr.Slider(f, max_size, value=size, step=f, label="Width"))
+    with gr.Row():
+        controls.append(
+            gr.Slider(1, min(limits.max_steps, 100), value=defaults.num_inference_steps, step=1, label="Steps")
+        )
+        controls.append(gr.Slider(0, 20, value=defaults.guidance_scale, step=0.5, label="Guidance"))
+    with gr.Row():
+        controls.append(gr.Number(-1, precision=0, label="Seed (-1 = random)"))
+        controls.append(
+            gr.Slider(
+                0 if not frames else 1,
+                30,
+                value=0 if not frames else 8,
+                step=1,
+                label="FPS" if frames else "FPS (0 = the storyboard's)",
+            )
+        )
+    return controls
+
+
 def build_ui(queue: JobQueue) -> gr.Blocks:
     """The Gradio Blocks for `queue` (its model is loaded: the controls start at the model's defaults)."""
     pipe, limits = queue.pipe, queue.limits
     defaults, planner = pipe.defaults, pipe.defaults.region_planner
-    f, size = pipe.vae_scale_factor, pipe.default_size
-    max_size = max(size, min(limits.max_size, 512))
 
     def submit(body: dict, progress: gr.Progress) -> str:
         try:
@@ -113,31 +143,7 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
         return submit(body, progress)
 
     def settings(frames: bool):
-        controls = []
-        if frames:
-            controls.append(
-                gr.Slider(1, max(16, min(limits.max_frames, 128)), value=defaults.num_frames, step=1, label="Frames")
-            )
-        with gr.Row():
-            controls.append(gr.Slider(f, max_size, value=size, step=f, label="Height"))
-            controls.append(gr.Slider(f, max_size, value=size, step=f, label="Width"))
-        with gr.Row():
-            controls.append(
-                gr.Slider(1, min(limits.max_steps, 100), value=defaults.num_inference_steps, step=1, label="Steps")
-            )
-            controls.append(gr.Slider(0, 20, value=defaults.guidance_scale, step=0.5, label="Guidance"))
-        with gr.Row():
-            controls.append(gr.Number(-1, precision=0, label="Seed (-1 = random)"))
-            controls.append(
-                gr.Slider(
-                    0 if not frames else 1,
-                    30,
-                    value=0 if not frames else 8,
-                    step=1,
-                    label="FPS" if frames else "FPS (0 = the storyboard's)",
-                )
-            )
-        return controls
+        return _settings(frames, pipe, limits)
 
     with gr.Blocks(title="t2v") as demo:
         gr.Markdown(

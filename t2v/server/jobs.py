@@ -260,7 +260,8 @@ class JobQueue:
                 )
             elif status == "queued":  # the server is stopping: back to the queue, and this try does not count
                 cur = self.db.execute(
-                    "UPDATE jobs SET status='queued', started=NULL, attempts=attempts-1 WHERE id=? AND status='running'",
+                    "UPDATE jobs SET status='queued', started=NULL, attempts=attempts-1 "
+                    "WHERE id=? AND status='running'",
                     (job_id,),
                 )
             else:
@@ -307,7 +308,8 @@ class JobQueue:
                 if row["status"] == "running":
                     self.cancelled.add(job_id)
                 self.db.execute(
-                    "UPDATE jobs SET status='cancelled', finished=?, result=? WHERE id=? AND status IN ('queued', 'running')",
+                    "UPDATE jobs SET status='cancelled', finished=?, result=? "
+                    "WHERE id=? AND status IN ('queued', 'running')",
                     (time.time(), json.dumps({"cancelled_at_step": live["step"] if live else 0}), job_id),
                 )
                 self.changes += 1

@@ -49,6 +49,49 @@ def sample_timesteps(n: int, num_train_timesteps: int, power: float = 0.0, devic
     return (u * num_train_timesteps).long().clamp(max=num_train_timesteps - 1)
 
 
+def text_embedder(tokenizer, text_encoder, max_cached: int):
+    """A function captions -> text embeddings [B, T, D], cached: the frozen encoder sees each caption once."""
+    cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def embed(captions: list[str], device) -> torch.Tensor:
+        """Text embeddings, cached: the frozen encoder sees each caption once."""
+        if len(cache) > max_cached:  # bounded: start again, keeping none (all are recomputed below)
+            cache.clear()
+        missing = [c for c in dict.fromkeys(captions) if c not in cache]
+        if missing:
+            tokens = tokenizer(
+                missing,
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            )
+            encoder = text_encoder.to(device)
+            hidden = encoder(tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device))[0]
+            cache.update(zip(missing, hidden))
+        return torch.stack([cache[c] for c in captions])
+
+    return embed
+
+
+def layout_state(tokenizer, batch, captions, latent_hw):
+    """Per clip: token biases [B, 2, T] and band masks [B, 2, F, h, w]; clips with one object or a
+    dropped caption get one region over the whole frame that blocks nothing (the plain UNet)."""
+    video = batch["video"]
+    n, length = video.shape[1], tokenizer.model_max_length
+    biases, masks = [], []
+    for caption, scene, clip in zip(captions, batch["scene"], video):
+        regions = clip_regions(caption, json.loads(scene), clip.cpu()) if caption else None
+        if regions is None:
+            biases.append(torch.zeros(2, length))
+            masks.append(torch.stack([torch.ones(n, *latent_hw), torch.zeros(n, *latent_hw)]))
+        else:
+            biases.append(token_biases(tokenizer, caption, regions, length))
+            masks.append(latent_masks(regions, n, tuple(latent_hw)))
+    return torch.stack(biases).to(video.device), torch.stack(masks).to(video.device)
+
+
 def train_unet(config: TrainConfig) -> Path:
     if not config.vae_path or not Path(config.vae_path).is_dir():
         raise ValueError(
@@ -77,43 +120,8 @@ def train_unet(config: TrainConfig) -> Path:
         unet.load_state_dict(load_file(config.init_from))
     if config.temporal_position:
         add_frame_positions(unet, config.temporal_position)
+    embed = text_embedder(tokenizer, text_encoder, config.text_cache_size)
     noise_scheduler = DDPMScheduler(**noise_schedule(config.noise_shift), prediction_type=config.prediction_type)
-    cache: dict[str, torch.Tensor] = {}
-
-    @torch.no_grad()
-    def embed(captions: list[str], device) -> torch.Tensor:
-        """Text embeddings, cached: the frozen encoder sees each caption once."""
-        if len(cache) > config.text_cache_size:  # bounded: start again, keeping none (all are recomputed below)
-            cache.clear()
-        missing = [c for c in dict.fromkeys(captions) if c not in cache]
-        if missing:
-            tokens = tokenizer(
-                missing,
-                padding="max_length",
-                max_length=tokenizer.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            )
-            encoder = text_encoder.to(device)
-            hidden = encoder(tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device))[0]
-            cache.update(zip(missing, hidden))
-        return torch.stack([cache[c] for c in captions])
-
-    def layout_state(batch, captions, latent_hw):
-        """Per clip: token biases [B, 2, T] and band masks [B, 2, F, h, w]; clips with one object or a
-        dropped caption get one region over the whole frame that blocks nothing (the plain UNet)."""
-        video = batch["video"]
-        n, length = video.shape[1], tokenizer.model_max_length
-        biases, masks = [], []
-        for caption, scene, clip in zip(captions, batch["scene"], video):
-            regions = clip_regions(caption, json.loads(scene), clip.cpu()) if caption else None
-            if regions is None:
-                biases.append(torch.zeros(2, length))
-                masks.append(torch.stack([torch.ones(n, *latent_hw), torch.zeros(n, *latent_hw)]))
-            else:
-                biases.append(token_biases(tokenizer, caption, regions, length))
-                masks.append(latent_masks(regions, n, tuple(latent_hw)))
-        return torch.stack(biases).to(video.device), torch.stack(masks).to(video.device)
 
     def loss_fn(model, batch):
         video = batch["video"]  # [B, F, 3, H, W]
@@ -124,7 +132,7 @@ def train_unet(config: TrainConfig) -> Path:
             latents = latents.reshape(b, n, *latents.shape[1:]).permute(0, 2, 1, 3, 4)  # [B, C, F, h, w]
         captions = ["" if torch.rand(()) < config.caption_dropout else c for c in batch["caption"]]
         cond = embed(captions, video.device)
-        layout = layout_state(batch, captions, latents.shape[-2:]) if config.layout_regions else None
+        layout = layout_state(tokenizer, batch, captions, latents.shape[-2:]) if config.layout_regions else None
         noise = torch.randn_like(latents)
         if config.noise_offset:
             noise += config.noise_offset * torch.randn(b, latents.shape[1], 1, 1, 1, device=latents.device)

@@ -208,7 +208,8 @@ class LongVideoPipeline(TextToVideoPipeline):
             else plan_windows(num_frames, window, stride)
         )
 
-        # 4. Start noise: FreeNoise rescheduling within each scene; a dissolve's other versions start from their frame's
+        # 4. Start noise: FreeNoise rescheduling within each scene; a dissolve's other versions of a
+        # frame start from that frame's noise
         shape = (
             1,
             self.unet.config.in_channels,

@@ -10,7 +10,8 @@ from diffusers import DiffusionPipeline, TextToVideoSDPipeline
 from t2v.models.loading import save_model
 from t2v.pipelines.text_to_video import load_pipeline
 
-ARGS = dict(num_frames=3, num_inference_steps=3, height=32, width=32)
+
+ARGS = {"num_frames": 3, "num_inference_steps": 3, "height": 32, "width": 32}
 
 
 def diffusers_frames(pipe, prompt, seed):

@@ -56,9 +56,10 @@ def test_unfitted_is_not_an_identity():
 
 
 def test_runs_in_both_pipelines_with_same_frames(tmp_path):
+    from tiny import tiny_pipeline
+
     from t2v.models.loading import save_model
     from t2v.pipelines.text_to_video import load_pipeline
-    from tiny import tiny_pipeline, tiny_unet
 
     pipe = tiny_pipeline(tmp_path, "bert")
     vae = PatchAutoencoder(patch_size=2, latent_channels=4)
@@ -72,15 +73,25 @@ def test_runs_in_both_pipelines_with_same_frames(tmp_path):
     theirs = DiffusionPipeline.from_pretrained(path)
     assert isinstance(theirs, TextToVideoSDPipeline)
     theirs.set_progress_bar_config(disable=True)
-    expected = theirs("a red ball", num_frames=2, num_inference_steps=2, height=32, width=32,
-                      generator=torch.Generator().manual_seed(0), output_type="np").frames
+    expected = theirs(
+        "a red ball",
+        num_frames=2,
+        num_inference_steps=2,
+        height=32,
+        width=32,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    ).frames
     got = ours("a red ball", num_frames=2, num_inference_steps=2, height=32, width=32, seed=0).frames
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_min_std_whitens_strong_channels_and_keeps_detail_small():
     data, test = frames(), frames(seed=1)
-    whitened, partial = PatchAutoencoder(patch_size=8, latent_channels=32), PatchAutoencoder(patch_size=8, latent_channels=32)
+    whitened, partial = (
+        PatchAutoencoder(patch_size=8, latent_channels=32),
+        PatchAutoencoder(patch_size=8, latent_channels=32),
+    )
     whitened.fit(data)
     stats = partial.fit(data, min_std=0.5)
     with torch.no_grad():

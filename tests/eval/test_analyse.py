@@ -59,7 +59,9 @@ def test_analyser_on_noisy_blurred_clips(clips):
 
 
 def test_analysis_fields():
-    scene = SceneSpec("gray", (ObjectSpec("triangle", "green", "large", "left"), ObjectSpec("circle", "blue", None, "growing")))
+    scene = SceneSpec(
+        "gray", (ObjectSpec("triangle", "green", "large", "left"), ObjectSpec("circle", "blue", None, "growing"))
+    )
     frames = render(scene, 16, rng=np.random.default_rng(2))
     a = analyse_video(frames)
     assert a.background == "gray"
@@ -101,7 +103,9 @@ def test_judge_detects_wrong_attributes():
     grow = SceneSpec("white", (ObjectSpec("triangle", "blue", None, "growing"),))
     reversed_frames = render(grow, 16, rng=rng)[::-1].copy()
     assert not judge(grow, reversed_frames)["motion"]
-    assert judge(SceneSpec("white", (ObjectSpec("triangle", "blue", None, "shrinking"),)), reversed_frames)["all_correct"]
+    assert judge(SceneSpec("white", (ObjectSpec("triangle", "blue", None, "shrinking"),)), reversed_frames)[
+        "all_correct"
+    ]
     frozen = np.repeat(frames[:1], 16, axis=0)
     assert not judge(scene, frozen)["motion"]
     assert judge(SceneSpec("black", (dataclasses.replace(scene.objects[0], motion="still"),)), frozen)["all_correct"]
@@ -168,6 +172,8 @@ def test_max_jump_ratio(clips):
     still = render(SceneSpec("black", (ObjectSpec("circle", "red", "small", "still"),)), 16)
     assert max_jump_ratio(still) == 0.0
     cut = still.copy()
-    cut[8:] = render(SceneSpec("black", (ObjectSpec("circle", "red", "small", "still"),)), 8, rng=np.random.default_rng(99))
+    cut[8:] = render(
+        SceneSpec("black", (ObjectSpec("circle", "red", "small", "still"),)), 8, rng=np.random.default_rng(99)
+    )
     assert max_jump_ratio(cut) > 1.0
     assert max_jump_ratio(still[:1]) == 0.0

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from t2v.eval.run import eval_prompts, evaluate, write_report
-from t2v.world import GRAMMAR_WORDS, render, scene_is_held_out
 from t2v.models.defaults import ModelDefaults
+from t2v.world import GRAMMAR_WORDS, render, scene_is_held_out
 
 
 def test_prompt_sets():
@@ -16,7 +16,9 @@ def test_prompt_sets():
     assert [p.split for p in prompts] == ["seen"] * 10 + ["held_out"] * 10 + ["novel"] * 10
     assert all(not scene_is_held_out(p.scene) for p in prompts if p.split != "held_out")
     assert all(scene_is_held_out(p.scene) for p in prompts if p.split == "held_out")
-    assert all(set(p.prompt.split()) - GRAMMAR_WORDS for p in prompts if p.split == "novel")  # words the grammar never uses
+    assert all(
+        set(p.prompt.split()) - GRAMMAR_WORDS for p in prompts if p.split == "novel"
+    )  # words the grammar never uses
     assert eval_prompts(10, seed=3) == prompts and eval_prompts(10, seed=4) != prompts
 
 
@@ -49,7 +51,9 @@ def test_oracle_scores_perfectly_and_a_broken_model_does_not(tmp_path):
     still = sum(all(o["motion"] == "still" for o in r["scene"]["objects"]) for r in broken["results"])
     assert broken["summary"]["seen"]["motion"] < 1.0 and sum(r["all_correct"] for r in broken["results"]) <= still
 
-    json_path, md_path = write_report(report, tmp_path / "out", {"model": "oracle", "prompts": 6, "seeds": 2, "steps": 0, "guidance": 0})
+    json_path, md_path = write_report(
+        report, tmp_path / "out", {"model": "oracle", "prompts": 6, "seeds": 2, "steps": 0, "guidance": 0}
+    )
     data = json.loads(json_path.read_text())
     assert len(data["results"]) == 36 and data["summary"]["seen"]["all_correct"] == 1.0
     assert "| seen | 12 | 100%" in md_path.read_text()
@@ -57,7 +61,9 @@ def test_oracle_scores_perfectly_and_a_broken_model_does_not(tmp_path):
 
 def test_evaluate_runs_a_real_pipeline(pipe):
     prompts = eval_prompts(1, seed=0)
-    report = evaluate(pipe, prompts, seeds=(0,), progress=False, num_frames=2, num_inference_steps=1, height=32, width=32)
+    report = evaluate(
+        pipe, prompts, seeds=(0,), progress=False, num_frames=2, num_inference_steps=1, height=32, width=32
+    )
     assert len(report["results"]) == 3 and set(report["summary"]) == {"seen", "held_out", "novel"}
 
 
@@ -72,8 +78,12 @@ def test_storyboard_and_long_evaluation_run(pipe):
     assert sb["summary"]["max_jump_ratio_max"] == max(r["max_jump_ratio"] for r in sb["results"]) > 0
     row = sb["results"][0]  # inside scenes: a subset of the frame pairs, over the same median
     assert 0 <= row["max_jump_ratio_inside_scenes"] <= row["max_jump_ratio"] + 1e-6
-    assert 0 <= row["bound_jump_ratio"] <= row["max_jump_ratio"] + 1e-6  # the video's own transitions are among those bounded
-    shared = evaluate_storyboards(pipe, n=1, scene_frames=4, transition_frames=2, progress=False, backgrounds="shared", num_inference_steps=1)
+    assert (
+        0 <= row["bound_jump_ratio"] <= row["max_jump_ratio"] + 1e-6
+    )  # the video's own transitions are among those bounded
+    shared = evaluate_storyboards(
+        pipe, n=1, scene_frames=4, transition_frames=2, progress=False, backgrounds="shared", num_inference_steps=1
+    )
     assert shared["summary"]["backgrounds"] == "shared" and shared["summary"]["scenes"] == 4
     lg = evaluate_long(pipe, eval_prompts(1)[:1], num_frames=8, progress=False, num_inference_steps=1)
     assert lg["summary"]["videos"] == 1 and lg["summary"]["num_frames"] == 8
@@ -83,9 +93,13 @@ def test_shared_background_storyboards():
     from t2v.eval.run import storyboard_scenes
 
     boards = storyboard_scenes(6, backgrounds="shared")
-    assert all(len(b) == 4 and len({s.background for s in b}) == 1 and all(len(s.objects) == 1 for s in b) for b in boards)
+    assert all(
+        len(b) == 4 and len({s.background for s in b}) == 1 and all(len(s.objects) == 1 for s in b) for b in boards
+    )
     assert len({b[0].background for b in boards}) > 1 and boards == storyboard_scenes(6, backgrounds="shared")
-    assert any(len({s.background for s in b}) > 1 for b in storyboard_scenes(6))  # "mixed" (the default) changes backgrounds
+    assert any(
+        len({s.background for s in b}) > 1 for b in storyboard_scenes(6)
+    )  # "mixed" (the default) changes backgrounds
     with pytest.raises(ValueError, match="backgrounds must be one of"):
         storyboard_scenes(1, backgrounds="same")
 
@@ -112,7 +126,24 @@ def test_cli_eval_writes_report(model_dir, tmp_path):
 
     from t2v.cli import app
 
-    r = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--prompts", "1", "--seeds", "1", "--steps", "1", "-o", str(tmp_path / "ev"), "--device", "cpu"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(model_dir),
+            "--prompts",
+            "1",
+            "--seeds",
+            "1",
+            "--steps",
+            "1",
+            "-o",
+            str(tmp_path / "ev"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert len(data["results"]) == 3 and set(data["summary"]) == {"seen", "held_out", "novel"}
@@ -124,7 +155,24 @@ def test_cli_eval_times_the_whole_run(model_dir, tmp_path):
 
     from t2v.cli import app
 
-    r = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--prompts", "0", "--long", "1", "--steps", "1", "-o", str(tmp_path / "ev"), "--device", "cpu"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(model_dir),
+            "--prompts",
+            "0",
+            "--long",
+            "1",
+            "--steps",
+            "1",
+            "-o",
+            str(tmp_path / "ev"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert data["seconds"] > 0 and data["long"]["summary"]["videos"] == 1  # long videos only: still timed
@@ -135,13 +183,33 @@ def test_cli_eval_storyboards_with_auto_transitions(model_dir, tmp_path):
 
     from t2v.cli import app
 
-    args = ["eval", "--model", str(model_dir), "--prompts", "0", "--storyboards", "1", "--storyboard-backgrounds", "shared",
-            "--scene-frames", "8", "--steps", "1", "-o", str(tmp_path / "ev"), "--device", "cpu"]
+    args = [
+        "eval",
+        "--model",
+        str(model_dir),
+        "--prompts",
+        "0",
+        "--storyboards",
+        "1",
+        "--storyboard-backgrounds",
+        "shared",
+        "--scene-frames",
+        "8",
+        "--steps",
+        "1",
+        "-o",
+        str(tmp_path / "ev"),
+        "--device",
+        "cpu",
+    ]
     r = CliRunner().invoke(app, args + ["--transition-frames", "auto"])
     assert r.exit_code == 0, r.output
     board = json.loads((tmp_path / "ev" / "eval.json").read_text())["storyboards_shared"]
     lengths = board["results"][0]["transition_frames"]
-    assert len(lengths) == 3 and set(lengths) <= {2, 4}  # chosen per cut, at most a quarter of each 8-frame scene a side
+    assert len(lengths) == 3 and set(lengths) <= {
+        2,
+        4,
+    }  # chosen per cut, at most a quarter of each 8-frame scene a side
     assert board["summary"]["scene_frames"] == 8 and board["summary"]["transition_frames"] == "auto"
     r = CliRunner().invoke(app, args + ["--transition-frames", "slow"])
     assert r.exit_code == 2 and "--transition-frames must be an integer >= 0 or 'auto', got 'slow'" in r.output
@@ -153,7 +221,7 @@ def test_long_evaluation_uses_regions_where_the_video_is_one_pass(bert_pipe):
     two = [p for p in eval_prompts(48) if len(p.scene.objects) == 2][:1] + eval_prompts(1)[:1]
     assert len(two[0].scene.objects) == 2 and len(two[1].scene.objects) == 1
     bert_pipe.defaults = ModelDefaults(num_frames=4)
-    kw = dict(num_frames=8, progress=False, num_inference_steps=1, height=32, width=32)
+    kw = {"num_frames": 8, "progress": False, "num_inference_steps": 1, "height": 32, "width": 32}
     rows = evaluate_long(bert_pipe, two, regions=True, scene_motion="keyframes", **kw)["results"]
     assert [r["regions"] for r in rows] == [True, False]  # the two-object prompt only
     rows = evaluate_long(bert_pipe, two, regions=True, scene_motion="windows", **kw)["results"]

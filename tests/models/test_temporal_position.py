@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
+from tiny import tiny_pipeline, tiny_unet
 
 from t2v.models.loading import ModelError, save_model
-from t2v.pipelines.text_to_video import load_pipeline
 from t2v.models.temporal_position import (
     FramePositionProcessor,
     SpatialFramePositionProcessor,
@@ -19,8 +19,7 @@ from t2v.models.temporal_position import (
     spatial_attention_names,
     temporal_attention_names,
 )
-
-from tiny import tiny_pipeline, tiny_unet
+from t2v.pipelines.text_to_video import load_pipeline
 
 
 def test_sinusoidal_positions_values():
@@ -74,7 +73,9 @@ def test_spatial_positions_tell_frames_and_places_apart():
 
     pe = frame_grid_positions(3, 2, 4, 8)
     assert pe.shape == (3, 8, 8)
-    assert torch.equal(pe[:, :, :4], sinusoidal_positions(3, 4)[:, None, :].expand(3, 8, 4))  # frames: 8 - 2 * (8 // 3) channels
+    assert torch.equal(
+        pe[:, :, :4], sinusoidal_positions(3, 4)[:, None, :].expand(3, 8, 4)
+    )  # frames: 8 - 2 * (8 // 3) channels
     assert torch.equal(pe[1, :, 4:6].reshape(2, 4, 2)[:, 0], sinusoidal_positions(2, 2))  # rows
     assert torch.equal(pe[2, :, 6:8].reshape(2, 4, 2)[0], sinusoidal_positions(4, 2))  # columns
     torch.manual_seed(0)
@@ -140,9 +141,18 @@ def test_bad_kind_and_models_without_temporal_attention():
     with pytest.raises(ValueError, match="temporal_position must be one of"):
         add_frame_positions(tiny_unet(), "learned")
     torch.manual_seed(0)
-    unet2d = UNet2DConditionModel(block_out_channels=(8, 8), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
-                                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-                                  cross_attention_dim=16, attention_head_dim=4, norm_num_groups=2)
+    unet2d = UNet2DConditionModel(
+        block_out_channels=(8, 8),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        norm_num_groups=2,
+    )
     with pytest.raises(ValueError, match="no temporal attention"):
         add_frame_positions(unet2d)
 
@@ -156,7 +166,11 @@ def test_saved_model_loads_with_positions_and_slicing_keeps_them(tmp_path):
     loaded = load_pipeline(tmp_path / "m", device="cpu")
     loaded.set_progress_bar_config(disable=True)
     assert has_frame_positions(loaded.unet)
-    assert torch.allclose(torch.from_numpy(before), torch.from_numpy(loaded("a red circle", num_frames=4, num_inference_steps=2, seed=0).frames), atol=1e-5)
+    assert torch.allclose(
+        torch.from_numpy(before),
+        torch.from_numpy(loaded("a red circle", num_frames=4, num_inference_steps=2, seed=0).frames),
+        atol=1e-5,
+    )
     loaded.enable_attention_slicing(1)
     assert has_frame_positions(loaded.unet)
     loaded.disable_attention_slicing()

@@ -137,7 +137,9 @@ def test_sample_scene_bad_args():
 
 
 def test_render_deterministic_and_exact_palette():
-    scene = SceneSpec("gray", (ObjectSpec("circle", "red", "large", "right"), ObjectSpec("triangle", "cyan", "small", "still")))
+    scene = SceneSpec(
+        "gray", (ObjectSpec("circle", "red", "large", "right"), ObjectSpec("triangle", "cyan", "small", "still"))
+    )
     a, b, c = render(scene, rng=rng(5)), render(scene, rng=rng(5)), render(scene, rng=rng(6))
     assert a.dtype == np.uint8 and a.shape == (16, 64, 64, 3)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
@@ -166,7 +168,9 @@ def test_moving_objects_travel(h, w, motion):
 @pytest.mark.parametrize("h, w", [(64, 64), (32, 32), (48, 100)])
 def test_growing_shrinking_and_still(h, w):
     for i, shape in enumerate(SHAPES):
-        scene = SceneSpec("white", (ObjectSpec(shape, "green", None, "growing"), ObjectSpec(shape, "red", None, "shrinking")))
+        scene = SceneSpec(
+            "white", (ObjectSpec(shape, "green", None, "growing"), ObjectSpec(shape, "red", None, "shrinking"))
+        )
         frames = render(scene, 12, h, w, rng(i))
         g, s = colour_mask(frames, "green").sum((1, 2)), colour_mask(frames, "red").sum((1, 2))
         assert g[-1] / g[0] >= 2 and s[0] / s[-1] >= 2
@@ -194,7 +198,9 @@ def test_triangle_is_upright():
 
 
 def test_num_frames_one_is_first_frame():
-    scene = SceneSpec("black", (ObjectSpec("circle", "red", None, "growing"), ObjectSpec("square", "blue", "small", "right")))
+    scene = SceneSpec(
+        "black", (ObjectSpec("circle", "red", None, "growing"), ObjectSpec("square", "blue", "small", "right"))
+    )
     one = render(scene, 1, rng=rng(3))
     assert one.shape == (1, 64, 64, 3)
     assert np.array_equal(one[0], render(scene, 16, rng=rng(3))[0])
@@ -259,8 +265,13 @@ def test_caption_varies():
 def test_canonical_caption():
     red = ObjectSpec("circle", "red", "small", "right")
     assert canonical_caption(SceneSpec("black", (red,))) == "a small red circle moving right on a black background"
-    two = SceneSpec("white", (ObjectSpec("square", "blue", None, "growing"), ObjectSpec("triangle", "orange", "large", "still")))
-    assert canonical_caption(two) == "a blue square growing and a large orange triangle standing still on a white background"
+    two = SceneSpec(
+        "white", (ObjectSpec("square", "blue", None, "growing"), ObjectSpec("triangle", "orange", "large", "still"))
+    )
+    assert (
+        canonical_caption(two)
+        == "a blue square growing and a large orange triangle standing still on a white background"
+    )
     r = rng(4)
     for _ in range(200):  # canonical phrasings belong to the grammar's vocabulary
         assert cap.words(canonical_caption(sample_scene(r, p_two_objects=0.5))) <= GRAMMAR_WORDS

@@ -29,13 +29,26 @@ def test_modelscope_architecture_one_step():
 
     tokenizer = tiny_clip_tokenizer()
     tokenizer.model_max_length = 77
-    text_encoder = CLIPTextModel(CLIPTextConfig(  # OpenCLIP ViT-H/14 text tower, as in ModelScope
-        vocab_size=len(tokenizer), hidden_size=1024, intermediate_size=4096, num_attention_heads=16,
-        num_hidden_layers=23, max_position_embeddings=77, hidden_act="gelu", projection_dim=1024,
-    ))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(  # OpenCLIP ViT-H/14 text tower, as in ModelScope
+            vocab_size=len(tokenizer),
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_attention_heads=16,
+            num_hidden_layers=23,
+            max_position_embeddings=77,
+            hidden_act="gelu",
+            projection_dim=1024,
+        )
+    )
     vae = AutoencoderKL(  # Stable Diffusion's VAE config
-        block_out_channels=(128, 256, 512, 512), latent_channels=4, layers_per_block=2, sample_size=512,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.18215,
+        block_out_channels=(128, 256, 512, 512),
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=512,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        scaling_factor=0.18215,
     )
     scheduler = DPMSolverMultistepScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
     pipe = TextToVideoPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from t2v.pipelines.schedulers import SCHEDULERS, make_scheduler
 from t2v.models.defaults import ModelDefaults
+from t2v.pipelines.schedulers import SCHEDULERS, make_scheduler
 from t2v.pipelines.text_to_video import MAX_FRAMES, TextToVideoPipeline
 
-FAST = dict(num_frames=3, num_inference_steps=2)
+
+FAST = {"num_frames": 3, "num_inference_steps": 2}
 
 
 def test_output_shapes_and_types(pipe):
@@ -92,7 +93,7 @@ def test_stochastic_scheduler_takes_one_generator_per_video(pipe, name):
     # so a video is the same made alone or in a batch (it used to raise IndexError inside diffusers)
     pipe.set_scheduler(name)
     gens = lambda *seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
-    kw = dict(num_frames=3, num_inference_steps=3)
+    kw = {"num_frames": 3, "num_inference_steps": 3}
     both = pipe(["a red circle", "a blue square"], generator=gens(1, 2), **kw).frames
     first = pipe("a red circle", generator=gens(1), **kw).frames
     second = pipe("a blue square", generator=gens(2), **kw).frames
@@ -140,7 +141,13 @@ def test_model_cpu_offload_same_frames(pipe):
 
 def test_callback_sees_every_step_and_can_stop(pipe):
     seen = []
-    pipe("x", num_frames=2, num_inference_steps=4, seed=0, callback_on_step_end=lambda i, n, lat: seen.append((i, n, lat.shape)))
+    pipe(
+        "x",
+        num_frames=2,
+        num_inference_steps=4,
+        seed=0,
+        callback_on_step_end=lambda i, n, lat: seen.append((i, n, lat.shape)),
+    )
     assert [s[0] for s in seen] == [0, 1, 2, 3] and seen[0][1] == 4 and seen[0][2] == (1, 4, 2, 16, 16)
 
     class Stop(Exception):
@@ -174,29 +181,29 @@ def test_bert_encoder_with_attention_mask(bert_pipe):
 
 
 BAD_INPUTS = [
-    (dict(prompt=""), "prompt must be a non-empty string"),
-    (dict(prompt="   "), "prompt must be a non-empty string"),
-    (dict(prompt=[]), "non-empty list"),
-    (dict(prompt=None), "prompt is required"),
-    (dict(prompt=["a", 3]), "prompt must be a non-empty string, got 3"),
-    (dict(height=31), "height must be a positive multiple of 2.*got 31; nearest allowed"),
-    (dict(width=33), "width must be a positive multiple of 2.*got 33"),
-    (dict(height=0), "height must be a positive multiple"),
-    (dict(num_frames=0), f"num_frames must be an integer in \\[1, {MAX_FRAMES}\\], got 0"),
-    (dict(num_frames=MAX_FRAMES + 1), f"num_frames must be an integer in \\[1, {MAX_FRAMES}\\]"),
-    (dict(num_inference_steps=0), "num_inference_steps must be an integer >= 1, got 0"),
-    (dict(guidance_scale=float("nan")), "guidance_scale must be a finite number, got nan"),
-    (dict(guidance_scale=float("inf")), "guidance_scale must be a finite number"),
-    (dict(prompt=["a", "b"], negative_prompt=["c"]), "negative_prompt has 1 entries but prompt has 2"),
-    (dict(num_videos_per_prompt=0), "num_videos_per_prompt must be"),
-    (dict(output_type="mp4"), "output_type must be one of"),
-    (dict(latents=torch.zeros(1, 4, 3, 8, 8)), "latents must have shape \\(1, 4, 3, 16, 16\\)"),
+    ({"prompt": ""}, "prompt must be a non-empty string"),
+    ({"prompt": "   "}, "prompt must be a non-empty string"),
+    ({"prompt": []}, "non-empty list"),
+    ({"prompt": None}, "prompt is required"),
+    ({"prompt": ["a", 3]}, "prompt must be a non-empty string, got 3"),
+    ({"height": 31}, "height must be a positive multiple of 2.*got 31; nearest allowed"),
+    ({"width": 33}, "width must be a positive multiple of 2.*got 33"),
+    ({"height": 0}, "height must be a positive multiple"),
+    ({"num_frames": 0}, f"num_frames must be an integer in \\[1, {MAX_FRAMES}\\], got 0"),
+    ({"num_frames": MAX_FRAMES + 1}, f"num_frames must be an integer in \\[1, {MAX_FRAMES}\\]"),
+    ({"num_inference_steps": 0}, "num_inference_steps must be an integer >= 1, got 0"),
+    ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number, got nan"),
+    ({"guidance_scale": float("inf")}, "guidance_scale must be a finite number"),
+    ({"prompt": ["a", "b"], "negative_prompt": ["c"]}, "negative_prompt has 1 entries but prompt has 2"),
+    ({"num_videos_per_prompt": 0}, "num_videos_per_prompt must be"),
+    ({"output_type": "mp4"}, "output_type must be one of"),
+    ({"latents": torch.zeros(1, 4, 3, 8, 8)}, "latents must have shape \\(1, 4, 3, 16, 16\\)"),
 ]
 
 
 @pytest.mark.parametrize("kwargs,message", BAD_INPUTS)
 def test_bad_inputs_raise_value_error(pipe, kwargs, message):
-    args = dict(prompt="a red circle", num_frames=3, num_inference_steps=2)
+    args = {"prompt": "a red circle", "num_frames": 3, "num_inference_steps": 2}
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         pipe(**args)

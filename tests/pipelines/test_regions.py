@@ -8,7 +8,8 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from t2v.pipelines.regions import BLOCKED, Region, RegionalCrossAttnProcessor, band_masks, latent_masks, token_biases
 from t2v.world.layout import object_phrases, shapes_regions
 
-FAST = dict(num_frames=3, num_inference_steps=2)
+
+FAST = {"num_frames": 3, "num_inference_steps": 2}
 PROMPT = "a red box and a blue ball"
 
 
@@ -80,12 +81,18 @@ def test_pipeline_regions(bert_pipe):
     assert np.abs(regional - plain).max() > 1e-4
     np.testing.assert_array_equal(bert_pipe(PROMPT, **FAST, seed=0, regions=regions).frames, regional)
     # nothing is blocked when a region's text is the whole prompt, or when no pixel lies in a region
-    np.testing.assert_allclose(bert_pipe(PROMPT, **FAST, seed=0, regions=[Region(PROMPT, left + right)]).frames, plain, atol=1e-5)
+    np.testing.assert_allclose(
+        bert_pipe(PROMPT, **FAST, seed=0, regions=[Region(PROMPT, left + right)]).frames, plain, atol=1e-5
+    )
     empty = torch.zeros(3, 32, 32)
     np.testing.assert_allclose(
-        bert_pipe(PROMPT, **FAST, seed=0, regions=[Region("a red box", empty), Region("a blue ball", empty)]).frames, plain, atol=1e-5
+        bert_pipe(PROMPT, **FAST, seed=0, regions=[Region("a red box", empty), Region("a blue ball", empty)]).frames,
+        plain,
+        atol=1e-5,
     )
-    np.testing.assert_array_equal(bert_pipe(PROMPT, **FAST, seed=0).frames, plain)  # processors restored after the call
+    np.testing.assert_array_equal(
+        bert_pipe(PROMPT, **FAST, seed=0).frames, plain
+    )  # processors restored after the call
     assert bert_pipe(PROMPT, **FAST, seed=0, guidance_scale=1.0, regions=regions).frames.shape == plain.shape  # no CFG
 
 
@@ -104,12 +111,20 @@ def test_long_video_regions_in_one_keyframe_pass(bert_pipe):
     for f in range(10):
         moving[f, :, 3 * f : 3 * f + 4] = 1
     regions = [Region("a red box", moving), Region("a blue ball", 1 - moving)]
-    kw = dict(num_inference_steps=2, seed=0, window_size=4, output_type="latent")
+    kw = {"num_inference_steps": 2, "seed": 0, "window_size": 4, "output_type": "latent"}
     got = long(PROMPT, num_frames=10, scene_motion="keyframes", regions=regions, **kw).frames
     at = [0, 3, 6, 9]  # the keyframes' frames
-    ref = bert_pipe(PROMPT, num_frames=4, num_inference_steps=2, seed=0, output_type="latent",
-                    regions=[Region(r.text, r.mask[at]) for r in regions]).frames
-    torch.testing.assert_close(got, interpolate_frames(ref, np.array(at, np.float32), np.arange(10)), atol=1e-5, rtol=1e-5)
+    ref = bert_pipe(
+        PROMPT,
+        num_frames=4,
+        num_inference_steps=2,
+        seed=0,
+        output_type="latent",
+        regions=[Region(r.text, r.mask[at]) for r in regions],
+    ).frames
+    torch.testing.assert_close(
+        got, interpolate_frames(ref, np.array(at, np.float32), np.arange(10)), atol=1e-5, rtol=1e-5
+    )
     plain = long(PROMPT, num_frames=10, scene_motion="keyframes", **kw).frames
     assert (got - plain).abs().max() > 1e-4
     with pytest.raises(ValueError, match="regions work in one pass"):
@@ -123,13 +138,16 @@ def test_long_video_regions_in_one_keyframe_pass(bert_pipe):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(regions=[]), "non-empty list"),
-        (dict(regions=[("a red box", torch.ones(32, 32))]), r"regions\[0\] must be a t2v.pipelines.regions.Region"),
-        (dict(regions=[Region("a green cube", torch.ones(32, 32))]), r"regions\[0\].text must be a non-empty part of the prompt"),
-        (dict(regions=[Region("a red box", torch.ones(16, 32))]), r"regions\[0\].mask has shape \(16, 32\)"),
-        (dict(regions=[Region("a red box", torch.ones(5, 32, 32))]), r"\(3, 32, 32\)"),
-        (dict(regions=[Region("a red box", torch.full((32, 32), 2.0))]), r"values must lie in \[0, 1\]"),
-        (dict(prompt=[PROMPT, PROMPT], regions=[Region("a red box", torch.ones(32, 32))]), "single prompt"),
+        ({"regions": []}, "non-empty list"),
+        ({"regions": [("a red box", torch.ones(32, 32))]}, r"regions\[0\] must be a t2v.pipelines.regions.Region"),
+        (
+            {"regions": [Region("a green cube", torch.ones(32, 32))]},
+            r"regions\[0\].text must be a non-empty part of the prompt",
+        ),
+        ({"regions": [Region("a red box", torch.ones(16, 32))]}, r"regions\[0\].mask has shape \(16, 32\)"),
+        ({"regions": [Region("a red box", torch.ones(5, 32, 32))]}, r"\(3, 32, 32\)"),
+        ({"regions": [Region("a red box", torch.full((32, 32), 2.0))]}, r"values must lie in \[0, 1\]"),
+        ({"prompt": [PROMPT, PROMPT], "regions": [Region("a red box", torch.ones(32, 32))]}, "single prompt"),
     ],
 )
 def test_bad_regions_are_clear_errors(bert_pipe, kwargs, match):
@@ -141,24 +159,32 @@ def test_bad_regions_are_clear_errors(bert_pipe, kwargs, match):
 def test_clip_tokenizer_works_and_a_slow_tokenizer_is_a_clear_error(pipe, monkeypatch):
     left, right = _halves()
     regions = [Region("a red box", left), Region("a blue ball", right)]
-    assert np.abs(pipe(PROMPT, **FAST, seed=0, regions=regions).frames - pipe(PROMPT, **FAST, seed=0).frames).max() > 1e-4
+    assert (
+        np.abs(pipe(PROMPT, **FAST, seed=0, regions=regions).frames - pipe(PROMPT, **FAST, seed=0).frames).max() > 1e-4
+    )
     monkeypatch.setattr(type(pipe.tokenizer), "is_fast", property(lambda self: False))
     with pytest.raises(ValueError, match="fast tokenizer"):
         pipe(PROMPT, **FAST, seed=0, regions=regions)
 
 
 def test_shapes_layout_reads_objects_and_motion_axis():
-    r = shapes_regions("a small red square moving right and a purple circle standing still on a black background", 4, 64, 64)
+    r = shapes_regions(
+        "a small red square moving right and a purple circle standing still on a black background", 4, 64, 64
+    )
     assert [x.text for x in r] == ["a small red square moving right", "a purple circle standing still"]
     assert r[0].mask[0, :32].all() and not r[0].mask[0, 32:].any()  # horizontal mover: top / bottom bands
-    r = shapes_regions("there is a tiny red square and it falls, and a tiny purple block and it stays put, gray background", 4, 64, 64)
+    r = shapes_regions(
+        "there is a tiny red square and it falls, and a tiny purple block and it stays put, gray background", 4, 64, 64
+    )
     assert [x.text for x in r] == ["a tiny red square and it falls", "a tiny purple block and it stays put"]
     assert r[0].mask[0, :, :32].all() and not r[0].mask[0, :, 32:].any()  # vertical mover: left / right bands
     assert shapes_regions("A Red Box growing and a blue ball shrinking", 4, 64, 64)[0].text == "A Red Box growing"
     assert shapes_regions("a red circle moving right on a black background", 4, 64, 64) is None  # one object
     assert shapes_regions("a cat and a dog", 4, 64, 64) is None  # no colours: not a Shapes prompt
     assert object_phrases("a clip of a red tile climbing and a purple square expanding over a black backdrop") == [
-        "a red tile climbing", "a purple square expanding"]
+        "a red tile climbing",
+        "a purple square expanding",
+    ]
 
 
 def test_shapes_layout_on_every_eval_prompt():
@@ -194,8 +220,23 @@ def test_cli_generate_with_regions(model_dir, tmp_path):
     from t2v.generate import _cache
     from t2v.video_io import read_video
 
-    base = ["generate", "a red box and a blue ball", "--model", str(model_dir), "--device", "cpu", "--steps", "2",
-            "--height", "32", "--width", "32", "--seed", "0", "-q"]
+    base = [
+        "generate",
+        "a red box and a blue ball",
+        "--model",
+        str(model_dir),
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--seed",
+        "0",
+        "-q",
+    ]
     runner = CliRunner()
 
     def make(name, *extra, frames="3"):
@@ -219,10 +260,19 @@ def test_cli_generate_with_regions(model_dir, tmp_path):
     r, long = make("long_default.npy", frames="20")  # past the native length: windows, no regions, no error
     assert r.exit_code == 0 and long.shape[0] == 20
     # a model whose long videos are one pass of keyframes: regions there too, by default and when asked
-    meta_path.write_text(json.dumps({**meta, "defaults": {**meta.get("defaults", {}), "regions": "shapes", "scene_motion": "keyframes"}}))
+    meta_path.write_text(
+        json.dumps(
+            {**meta, "defaults": {**meta.get("defaults", {}), "regions": "shapes", "scene_motion": "keyframes"}}
+        )
+    )
     _cache.clear()
     (r1, kf_default), (r2, kf_plain) = make("kf.npy", frames="20"), make("kf_off.npy", "--no-regions", frames="20")
-    assert r1.exit_code == 0 and r2.exit_code == 0 and kf_default.shape[0] == 20 and not np.array_equal(kf_default, kf_plain)
+    assert (
+        r1.exit_code == 0
+        and r2.exit_code == 0
+        and kf_default.shape[0] == 20
+        and not np.array_equal(kf_default, kf_plain)
+    )
     np.testing.assert_array_equal(make("kf_on.npy", "--regions", frames="20")[1], kf_default)
     r, _ = make("kf_windows.npy", "--regions", "--scene-motion", "windows", frames="20")
     assert r.exit_code == 2 and "regions work in one pass" in r.output
@@ -249,6 +299,9 @@ def test_clip_regions_give_each_phrase_the_band_of_its_object():
             color = next(w for w in r.text.split() if w in COLORS)
             rgb = torch.tensor(COLORS[color]) / 127.5 - 1
             pixels = (item["video"] - rgb[:, None, None]).abs().amax(1) < 0.02  # [F, H, W]
-            assert pixels.any() and r.mask.bool()[pixels].all(), (item["caption"], r.text)  # the whole object, every frame
+            assert pixels.any() and r.mask.bool()[pixels].all(), (
+                item["caption"],
+                r.text,
+            )  # the whole object, every frame
         seen_directions.add("columns" if regions[0].mask[0, 0, 0] != regions[0].mask[0, 0, -1] else "rows")
     assert seen_directions == {"columns", "rows"}

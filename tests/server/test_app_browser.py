@@ -10,11 +10,14 @@ import pytest
 
 from t2v.models.loading import default_model_installed
 
+
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver (see .ci/run)"),
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver (see .ci/run)"
+    ),
     pytest.mark.skipif(not default_model_installed(), reason="needs the embedded default model"),
 ]
 PROMPT = "a red circle moving right on a black background"
@@ -27,8 +30,16 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1600",
-                "--autoplay-policy=no-user-gesture-required", "--no-first-run", "--disable-extensions"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1600",
+        "--autoplay-policy=no-user-gesture-required",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # no Selenium Manager, no download
     driver.set_page_load_timeout(60)
@@ -52,7 +63,9 @@ def generate_in_browser(browser, tmp_path, model):
     try:
         srv.start(timeout=180)
         browser.get(srv.url + "/")
-        prompt = WebDriverWait(browser, 60).until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#t2v-prompt textarea")))
+        prompt = WebDriverWait(browser, 60).until(
+            EC.element_to_be_clickable((By.CSS_SELECTOR, "#t2v-prompt textarea"))
+        )
         prompt.send_keys(PROMPT)
         browser.find_element(By.CSS_SELECTOR, "#t2v-generate").click()
         video = WebDriverWait(browser, 600, poll_frequency=0.5).until(
@@ -62,8 +75,11 @@ def generate_in_browser(browser, tmp_path, model):
         deadline = time.time() + 60
         while time.time() < deadline:  # loaded, decodable, has a length, no media error
             state = browser.execute_script(
-                "const v = arguments[0]; return {ready: v.readyState, duration: v.duration, error: v.error && v.error.code,"
-                " src: v.currentSrc, w: v.videoWidth, h: v.videoHeight};", video)
+                "const v = arguments[0]; return {ready: v.readyState, duration: v.duration, "
+                "error: v.error && v.error.code,"
+                " src: v.currentSrc, w: v.videoWidth, h: v.videoHeight};",
+                video,
+            )
             if state["ready"] >= 2 and state["duration"] > 0:
                 break
             time.sleep(0.5)
@@ -74,6 +90,8 @@ def generate_in_browser(browser, tmp_path, model):
         link = browser.find_element(By.CSS_SELECTOR, "#t2v-download")
         assert link.get_attribute("href").endswith("/video?download=1")
         jobs = httpx.get(srv.url + "/v1/jobs", timeout=30).json()["jobs"]  # the page's job is in the API's queue
-        assert jobs[0]["source"] == "app" and jobs[0]["status"] == "succeeded" and jobs[0]["params"]["prompt"] == PROMPT
+        assert (
+            jobs[0]["source"] == "app" and jobs[0]["status"] == "succeeded" and jobs[0]["params"]["prompt"] == PROMPT
+        )
     finally:
         srv.kill()

@@ -19,8 +19,9 @@ import pytest
 
 from t2v.video_io import read_video
 
-FAST = dict(num_frames=3, num_inference_steps=2, height=32, width=32)
-LONG = dict(num_frames=4, num_inference_steps=1000, height=32, width=32)  # runs until cancelled or killed
+
+FAST = {"num_frames": 3, "num_inference_steps": 2, "height": 32, "width": 32}
+LONG = {"num_frames": 4, "num_inference_steps": 1000, "height": 32, "width": 32}  # runs until cancelled or killed
 PROMPT = "a red circle moving right"
 
 
@@ -42,11 +43,29 @@ class Server:
 
     def start(self, timeout: float = 120):
         model = ["--model", str(self.model)] if self.model else []  # none: the embedded model
-        cmd = [sys.executable, "-m", "t2v.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *model,
-               "--device", "cpu", *self.args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "t2v.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            *model,
+            "--device",
+            "cpu",
+            *self.args,
+        ]
         self.log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})})
-        headers = {"Authorization": f"Bearer {self.env['T2V_API_TOKEN']}"} if self.env and "T2V_API_TOKEN" in self.env else {}
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})}
+        )
+        headers = (
+            {"Authorization": f"Bearer {self.env['T2V_API_TOKEN']}"}
+            if self.env and "T2V_API_TOKEN" in self.env
+            else {}
+        )
         deadline = time.time() + timeout
         while time.time() < deadline:
             assert self.proc.poll() is None, f"the server exited:\n{self.log_tail()}"
@@ -130,7 +149,11 @@ def test_submit_poll_download(client, tmp_path):
     assert frames.shape == (3, 32, 32, 3) and fps == 4
     for fmt, media in (("gif", "image/gif"), ("webm", "video/webm")):
         r = client.get(done["video_url"], params={"format": fmt, "download": 1})
-        assert r.status_code == 200 and r.headers["content-type"] == media and "attachment" in r.headers["content-disposition"]
+        assert (
+            r.status_code == 200
+            and r.headers["content-type"] == media
+            and "attachment" in r.headers["content-disposition"]
+        )
         (tmp_path / f"v.{fmt}").write_bytes(r.content)
         assert read_video(tmp_path / f"v.{fmt}")[0].shape[0] == 3
     assert client.get(done["video_url"], params={"format": "avi"}).status_code == 422
@@ -147,37 +170,44 @@ def test_seed_is_drawn_reported_and_reproduces(client):
 
 def test_regions_job(client):
     two = dict(prompt="a red box and a blue ball", seed=3, **FAST)
-    jobs = [wait(client, submit(client, **two, **extra)["id"]) for extra in ({}, {"regions": True}, {"regions": False})]
+    jobs = [
+        wait(client, submit(client, **two, **extra)["id"]) for extra in ({}, {"regions": True}, {"regions": False})
+    ]
     assert [j["status"] for j in jobs] == ["succeeded"] * 3, jobs
     video = lambda job: client.get(job["video_url"]).content  # noqa: E731
-    assert video(jobs[0]) == video(jobs[1]) != video(jobs[2])  # the model's default: regions, where a prompt has two objects
+    assert (
+        video(jobs[0]) == video(jobs[1]) != video(jobs[2])
+    )  # the model's default: regions, where a prompt has two objects
 
 
 def test_storyboard_job(client):
-    board = "fps: 5\ntransition_frames: 2\nscenes:\n  - {prompt: a red circle, frames: 3}\n  - {prompt: a blue square, frames: 3}\n"
+    board = (
+        "fps: 5\ntransition_frames: 2\nscenes:\n  - {prompt: a red circle, frames: 3}\n"
+        "  - {prompt: a blue square, frames: 3}\n"
+    )
     done = wait(client, submit(client, storyboard=board, num_inference_steps=2, height=32, width=32, seed=1)["id"])
     assert done["status"] == "succeeded", done
     assert done["result"]["num_frames"] == 6 and done["result"]["fps"] == 5
 
 
 BAD = [
-    (dict(height=33), "height", "multiple of 2"),
-    (dict(num_frames=0), "num_frames", "num_frames must be an integer in [1, "),
-    (dict(num_frames=257), "num_frames", "at most 256 on this server"),
-    (dict(num_inference_steps=0), "num_inference_steps", ">= 1"),
-    (dict(num_inference_steps=1001), "num_inference_steps", "at most 1000"),
-    (dict(width=2048), "width", "at most 1024"),
-    (dict(scheduler="magic"), "scheduler", "unknown scheduler 'magic'"),
-    (dict(fps=0), "fps", "fps must be"),
-    (dict(seed=-1), "seed", "seed must be an integer in [0, 2**63)"),
-    (dict(prompt="  "), "prompt", "prompt must be a non-empty string"),
-    (dict(prompt="x" * 1001), "prompt", "at most 1000"),
-    (dict(prompt=None), "prompt", "a prompt (or a storyboard) is required"),
-    (dict(storyboard="scenes: [{prompt: a, frames: 2}]"), "storyboard", "not both"),
-    (dict(num_frames="many"), "num_frames", "valid integer"),
-    (dict(frames=3), "frames", "Extra inputs are not permitted"),
-    (dict(regions=True), "regions", "two objects"),  # the prompt names one
-    (dict(prompt="a red box and a blue ball", regions=True, num_frames=20), "regions", "one pass"),
+    ({"height": 33}, "height", "multiple of 2"),
+    ({"num_frames": 0}, "num_frames", "num_frames must be an integer in [1, "),
+    ({"num_frames": 257}, "num_frames", "at most 256 on this server"),
+    ({"num_inference_steps": 0}, "num_inference_steps", ">= 1"),
+    ({"num_inference_steps": 1001}, "num_inference_steps", "at most 1000"),
+    ({"width": 2048}, "width", "at most 1024"),
+    ({"scheduler": "magic"}, "scheduler", "unknown scheduler 'magic'"),
+    ({"fps": 0}, "fps", "fps must be"),
+    ({"seed": -1}, "seed", "seed must be an integer in [0, 2**63)"),
+    ({"prompt": "  "}, "prompt", "prompt must be a non-empty string"),
+    ({"prompt": "x" * 1001}, "prompt", "at most 1000"),
+    ({"prompt": None}, "prompt", "a prompt (or a storyboard) is required"),
+    ({"storyboard": "scenes: [{prompt: a, frames: 2}]"}, "storyboard", "not both"),
+    ({"num_frames": "many"}, "num_frames", "valid integer"),
+    ({"frames": 3}, "frames", "Extra inputs are not permitted"),
+    ({"regions": True}, "regions", "two objects"),  # the prompt names one
+    ({"prompt": "a red box and a blue ball", "regions": True, "num_frames": 20}, "regions", "one pass"),
 ]
 
 
@@ -191,12 +221,15 @@ def test_invalid_parameters_422(client, change, field, reason):
     assert detail["loc"] == ["body", field] and reason in detail["msg"], detail
 
 
-@pytest.mark.parametrize("board, reason", [
-    ("scenes: [oops", "not valid YAML"),
-    ("scenes: [{prompt: a}]", "scene 1: missing 'frames'"),
-    ("scenes: [{prompt: a, frames: 300}]", "at most 256 on this server"),
-    ({"scenes": [{"prompt": "a", "frames": 2}], "speed": 3}, "unknown storyboard keys: speed"),
-])
+@pytest.mark.parametrize(
+    "board, reason",
+    [
+        ("scenes: [oops", "not valid YAML"),
+        ("scenes: [{prompt: a}]", "scene 1: missing 'frames'"),
+        ("scenes: [{prompt: a, frames: 300}]", "at most 256 on this server"),
+        ({"scenes": [{"prompt": "a", "frames": 2}], "speed": 3}, "unknown storyboard keys: speed"),
+    ],
+)
 def test_invalid_storyboard_422(client, board, reason):
     r = client.post("/v1/jobs", json={"storyboard": board, "num_inference_steps": 2})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "storyboard"], r.text
@@ -206,7 +239,9 @@ def test_invalid_storyboard_422(client, board, reason):
 
 
 def test_nan_guidance_and_body_limits(client):
-    r = client.post("/v1/jobs", content=b'{"prompt": "a", "guidance_scale": NaN}', headers={"content-type": "application/json"})
+    r = client.post(
+        "/v1/jobs", content=b'{"prompt": "a", "guidance_scale": NaN}', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "guidance_scale"], r.text
     r = client.post("/v1/jobs", json={"prompt": "a", "negative_prompt": "x" * 70_000})
     assert r.status_code == 413 and "larger than" in r.json()["detail"]
@@ -242,7 +277,9 @@ def test_list_is_paginated(client):
     page2 = client.get("/v1/jobs", params={"limit": 2, "offset": 2}).json()
     assert page2["jobs"][0]["id"] == ids[0]
     succeeded = client.get("/v1/jobs", params={"status": "succeeded", "limit": 200}).json()
-    assert all(j["status"] == "succeeded" for j in succeeded["jobs"]) and set(ids) <= {j["id"] for j in succeeded["jobs"]}
+    assert all(j["status"] == "succeeded" for j in succeeded["jobs"]) and set(ids) <= {
+        j["id"] for j in succeeded["jobs"]
+    }
     assert client.get("/v1/jobs", params={"limit": 0}).status_code == 422
     assert client.get("/v1/jobs", params={"status": "lost"}).status_code == 422
 
@@ -298,7 +335,9 @@ def test_web_app_submits_to_the_same_queue(server, client):
     job_id = html.split("job ")[-1].split("<")[0].strip()
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "succeeded" and job["source"] == "app" and job["seed"] == 3
-    assert job["params"]["guidance_scale"] == 7.5 and f'src="/v1/jobs/{job_id}/video"' in html and "?download=1" in html
+    assert (
+        job["params"]["guidance_scale"] == 7.5 and f'src="/v1/jobs/{job_id}/video"' in html and "?download=1" in html
+    )
     assert job_id in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
     assert job["params"]["regions"] is False  # one object: no regions, whatever the checkbox
     for prompt, regions in (("a red box and a blue ball", True), (PROMPT, False)):  # checked: where they apply
@@ -308,7 +347,12 @@ def test_web_app_submits_to_the_same_queue(server, client):
     board = "scenes:\n  - {prompt: a red circle, frames: 2}\n  - {prompt: a blue square, frames: 2}\n"
     html = app.predict(board, "", 32, 32, 2, 9.0, -1, 0, api_name="/storyboard")  # fps 0: the storyboard's
     job = client.get(f"/v1/jobs/{html.split('job ')[-1].split('<')[0].strip()}").json()
-    assert job["status"] == "succeeded" and job["source"] == "app" and job["result"]["num_frames"] == 4 and job["params"]["fps"] == 8
+    assert (
+        job["status"] == "succeeded"
+        and job["source"] == "app"
+        and job["result"]["num_frames"] == 4
+        and job["params"]["fps"] == 8
+    )
     with pytest.raises(Exception, match="height"):  # the API's checks, shown in the page
         app.predict(PROMPT, "", 3, 33, 32, 2, 9.0, 1, 8, api_name="/text_to_video")
     page = client.get("/")
@@ -318,7 +362,9 @@ def test_web_app_submits_to_the_same_queue(server, client):
 # ---------------------------------------------------------------- token and queue limit
 @pytest.fixture(scope="module")
 def guarded(tiny_model, tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("guarded") / "data", tiny_model, "--max-queue", "2", env={"T2V_API_TOKEN": "s3cret"})
+    srv = Server(
+        tmp_path_factory.mktemp("guarded") / "data", tiny_model, "--max-queue", "2", env={"T2V_API_TOKEN": "s3cret"}
+    )
     try:
         yield srv.start()
     finally:
@@ -327,13 +373,25 @@ def guarded(tiny_model, tmp_path_factory):
 
 def test_token_required_everywhere(guarded):
     with httpx.Client(base_url=guarded.url, timeout=30) as anon:
-        for path in ("/healthz", "/readyz", "/v1/jobs", "/docs", "/openapi.json", "/", "/v1/jobs/00000000-0000-0000-0000-000000000000/video"):
+        for path in (
+            "/healthz",
+            "/readyz",
+            "/v1/jobs",
+            "/docs",
+            "/openapi.json",
+            "/",
+            "/v1/jobs/00000000-0000-0000-0000-000000000000/video",
+        ):
             r = anon.get(path)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", path
         assert anon.post("/v1/jobs", json={"prompt": PROMPT, **FAST}).status_code == 401
         assert anon.get("/v1/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
         r = anon.get("/", params={"token": "s3cret"})  # a browser: the token once in the address, then a cookie
-        assert r.status_code == 200 and "t2v_token=s3cret" in r.headers["set-cookie"] and "HttpOnly" in r.headers["set-cookie"]
+        assert (
+            r.status_code == 200
+            and "t2v_token=s3cret" in r.headers["set-cookie"]
+            and "HttpOnly" in r.headers["set-cookie"]
+        )
         assert anon.get("/v1/jobs").status_code == 200  # the cookie jar now has it
     with httpx.Client(base_url=guarded.url, timeout=30, headers={"Authorization": "Bearer s3cret"}) as c:
         done = wait(c, submit(c, prompt=PROMPT, **FAST)["id"])
@@ -381,7 +439,9 @@ def test_kill_9_and_sigterm_lose_no_job(tiny_model, tmp_path):
         srv.proc.wait(15)
         assert time.time() - t0 < 10, srv.log_tail()
         rows = dict(sqlite3.connect(srv.data_dir / "jobs.db").execute("SELECT id, status FROM jobs").fetchall())
-        assert rows[stopped["id"]] == "queued" and rows[waiting["id"]] == "queued"  # persisted, to run after the restart
+        assert (
+            rows[stopped["id"]] == "queued" and rows[waiting["id"]] == "queued"
+        )  # persisted, to run after the restart
         assert not list((srv.data_dir / "videos").glob(".*tmp*"))
     finally:
         srv.kill()
