@@ -14,6 +14,7 @@ import yaml
 from t2v.training.config import load_config
 from t2v.training.train import parse_overrides, train
 
+
 TINY_DATA = {"kind": "shapes", "seed": 0, "num_frames": 4, "height": 32, "width": 32}
 TINY_VAE = {"block_out_channels": [8, 8], "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4}
 TINY_UNET = {
@@ -28,14 +29,18 @@ def write_config(path: Path, **settings) -> Path:
 
 
 def vae_config(tmp_path, **extra):
-    settings = dict(stage="vae", output_dir=str(tmp_path / "run"), steps=4, batch_size=2, checkpoint_every=2, lr=1e-3,
-                    warmup_steps=1, data=TINY_DATA, vae=TINY_VAE, vae_frames_per_clip=2)
+    settings = {
+        "stage": "vae", "output_dir": str(tmp_path / "run"), "steps": 4, "batch_size": 2, "checkpoint_every": 2,
+        "lr": 1e-3, "warmup_steps": 1, "data": TINY_DATA, "vae": TINY_VAE, "vae_frames_per_clip": 2,
+    }
     return write_config(tmp_path / "vae.yaml", **{**settings, **extra})
 
 
 def unet_config(tmp_path, **extra):
-    settings = dict(stage="unet", output_dir=str(tmp_path / "run"), steps=3, batch_size=2, checkpoint_every=2,
-                    warmup_steps=1, vae_path=str(tmp_path / "run" / "vae"), data=TINY_DATA, unet=TINY_UNET)
+    settings = {
+        "stage": "unet", "output_dir": str(tmp_path / "run"), "steps": 3, "batch_size": 2, "checkpoint_every": 2,
+        "warmup_steps": 1, "vae_path": str(tmp_path / "run" / "vae"), "data": TINY_DATA, "unet": TINY_UNET,
+    }
     return write_config(tmp_path / "unet.yaml", **{**settings, **extra})
 
 
@@ -48,7 +53,8 @@ def test_config_errors(tmp_path):
         load_config(write_config(tmp_path / "c.yaml", stage="gan"))
     with pytest.raises(ValueError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
-    assert parse_overrides(["steps=5", "output_dir=tmp/x", "vae={\"a\": 1}"]) == {"steps": 5, "output_dir": "tmp/x", "vae": {"a": 1}}
+    overrides = parse_overrides(["steps=5", "output_dir=tmp/x", "vae={\"a\": 1}"])
+    assert overrides == {"steps": 5, "output_dir": "tmp/x", "vae": {"a": 1}}
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["steps"])
 
@@ -59,10 +65,11 @@ def test_shipped_configs_load():
     assert load_config(root / "shapes-unet.yaml").stage == "unet"
     motion = load_config(root / "shapes-unet-motion.yaml")
     assert motion.temporal_position == "sinusoidal" and motion.init_from.startswith("runs/shapes3/")
-    spatial = load_config(root / "shapes-unet-spatial.yaml")  # stage 4 starts from stage 3's output
-    assert spatial.temporal_position == "sinusoidal+spatial" and spatial.init_from.startswith(motion.output_dir + "/model/")
-    shift = load_config(root / "shapes-unet-shift.yaml")  # stage 5 starts from the shipped stage 4
-    assert shift.noise_shift == 7.0 and shift.init_from.startswith("t2v/models/default/unet/")
+    spatial = load_config(root / "shapes-unet-spatial.yaml")  # starts from the motion run's output
+    assert spatial.temporal_position == "sinusoidal+spatial"
+    assert spatial.init_from.startswith(motion.output_dir + "/model/")
+    shift = load_config(root / "shapes-unet-shift.yaml")  # starts from the spatial run's output
+    assert shift.noise_shift == 7.0 and shift.init_from.startswith(spatial.output_dir + "/model/")
     decoder = load_config(root / "shapes-decoder.yaml")  # the shipped VAE's refiner
     assert decoder.stage == "decoder" and decoder.vae_path == "t2v/models/default/vae" and decoder.refiner_layers == 5
 
@@ -72,7 +79,7 @@ def test_noise_schedule_shift():
     from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
 
     from t2v.pipelines.schedulers import make_scheduler, scheduler_names
-    from t2v.training.train import noise_schedule
+    from t2v.training.loop import noise_schedule
 
     def log_snr(ac):
         return torch.log(ac / (1 - ac)).double()
@@ -80,7 +87,8 @@ def test_noise_schedule_shift():
     base = DDPMScheduler(**noise_schedule()).alphas_cumprod
     shifted = DDPMScheduler(**noise_schedule(7.0)).alphas_cumprod
     diff = log_snr(shifted) - log_snr(base)
-    assert torch.allclose(diff[[0, 499, 999]], torch.tensor([0.0, -7 * (499 / 999) ** 2, -7.0], dtype=torch.float64), atol=1e-3)
+    expected = torch.tensor([0.0, -7 * (499 / 999) ** 2, -7.0], dtype=torch.float64)
+    assert torch.allclose(diff[[0, 499, 999]], expected, atol=1e-3)
     assert (shifted[1:] < shifted[:-1]).all()
     dpm = DPMSolverMultistepScheduler(**noise_schedule(7.0))  # as shipped with a model; swapped by name
     for name in scheduler_names():
@@ -90,7 +98,7 @@ def test_noise_schedule_shift():
 
 
 def test_timestep_sampling_power():
-    from t2v.training.train import sample_timesteps
+    from t2v.training.unet import sample_timesteps
 
     torch.manual_seed(0)
     uniform, ramp = sample_timesteps(20000, 1000), sample_timesteps(20000, 1000, power=1.0)
@@ -108,22 +116,54 @@ TINY_TAESD = {"encoder_block_out_channels": [8, 8], "decoder_block_out_channels"
               "num_decoder_blocks": [1, 1], "latent_channels": 4}
 
 
-@pytest.mark.parametrize("vae_type", ["kl", "tiny"])
-def test_two_stages_checkpoint_resume_and_export(tmp_path, vae_type):
-    from t2v.models.loading import load_pipeline
-    from t2v.models.temporal_position import has_frame_positions
+def spy_on_runs(monkeypatch) -> list[dict]:
+    """Record, for every training run, the step it resumed at (None: started afresh) and the
+    optimisation steps it ran (calls of its loss), by wrapping the loop the stages share."""
+    from t2v.training import first_stage, loop, unet
 
+    runs, real_run, real_load = [], loop.run, loop.load_checkpoint
+
+    def run(config, model, loss_fn, *args, **kwargs):
+        record = {"resumed_at": None, "steps_run": 0}
+        runs.append(record)
+
+        def counted_loss(*a, **kw):
+            record["steps_run"] += 1
+            return loss_fn(*a, **kw)
+
+        return real_run(config, model, counted_loss, *args, **kwargs)
+
+    def load_checkpoint(*args, **kwargs):
+        runs[-1]["resumed_at"] = step = real_load(*args, **kwargs)
+        return step
+
+    for stage_module in (first_stage, unet):  # the stages call the loop by the name they imported
+        monkeypatch.setattr(stage_module, "run", run)
+    monkeypatch.setattr(loop, "load_checkpoint", load_checkpoint)
+    return runs
+
+
+@pytest.mark.parametrize("vae_type", ["kl", "tiny"])
+def test_two_stages_checkpoint_resume_and_export(tmp_path, vae_type, monkeypatch):
+    from safetensors.torch import load_file
+
+    from t2v.models.temporal_position import has_frame_positions
+    from t2v.pipelines.text_to_video import load_pipeline
+
+    runs = spy_on_runs(monkeypatch)
     first_stage = {"vae_type": vae_type, "vae": TINY_VAE if vae_type == "kl" else TINY_TAESD}
-    # stage 1: the VAE; a checkpoint at step 2, resumed to step 4
+    # stage 1: the VAE; a checkpoint at step 2, then a second run resumes there and runs steps 3 and 4 only
     write_config(tmp_path / "vae.yaml", **{**yaml.safe_load(vae_config(tmp_path).read_text()), **first_stage})
     train(load_config(tmp_path / "vae.yaml", {"steps": 2}))
     state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 2
-    before = {k: v.clone() for k, v in __import__("safetensors.torch", fromlist=["load_file"]).load_file(tmp_path / "run" / "checkpoint" / "model.safetensors").items()}
+    before = {k: v.clone() for k, v in load_file(tmp_path / "run" / "checkpoint" / "model.safetensors").items()}
     train(load_config(tmp_path / "vae.yaml"))
+    assert runs == [{"resumed_at": None, "steps_run": 2}, {"resumed_at": 2, "steps_run": 2}]  # a restart runs 4
     assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 4
     assert json.loads((tmp_path / "run" / "vae-train-log.json").read_text())["steps"] == 4
-    from safetensors.torch import load_file
+    train(load_config(tmp_path / "vae.yaml"))  # already at the last step: resumes and runs nothing
+    assert runs[2] == {"resumed_at": 4, "steps_run": 0}
 
     after = load_file(tmp_path / "run" / "checkpoint" / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before)  # resumed training changed the weights
@@ -131,12 +171,14 @@ def test_two_stages_checkpoint_resume_and_export(tmp_path, vae_type):
     assert vae_cfg["latent_channels"] == 4 and vae_cfg["scaling_factor"] > 0
 
     # stage 2: the UNet on the VAE's latents; the export is a pipeline that generates. A text-embedding
-    # cache of 1 caption is cleared every step (a full cache once crashed a run with a KeyError).
+    # cache of 1 caption is cleared every step (a full cache must not end the run with a KeyError).
     # The kl run also gives its temporal attention frame positions, which the export must carry; the
     # tiny run trains on a shifted noise schedule, which the exported scheduler must carry.
     positions = "sinusoidal" if vae_type == "kl" else None
     shift = 0.0 if vae_type == "kl" else 3.0
-    train(load_config(unet_config(tmp_path, sample_every=3, text_cache_size=1, temporal_position=positions, noise_shift=shift)))
+    train(load_config(unet_config(tmp_path, sample_every=3, text_cache_size=1, temporal_position=positions,
+                                  noise_shift=shift)))
+    assert runs[3] == {"resumed_at": None, "steps_run": 3}  # not resumed from the VAE's checkpoint in the same dir
     model = tmp_path / "run" / "model"
     assert (model / "model_index.json").is_file() and not (model / "text_encoder").exists()
     assert (tmp_path / "run" / "samples" / "step000003.gif").is_file()
@@ -145,7 +187,7 @@ def test_two_stages_checkpoint_resume_and_export(tmp_path, vae_type):
     assert json.loads((model / "t2v_model.json").read_text()).get("temporal_position") == positions
     from diffusers import DDPMScheduler
 
-    from t2v.training.train import noise_schedule
+    from t2v.training.loop import noise_schedule
 
     assert torch.allclose(pipe.scheduler.alphas_cumprod, DDPMScheduler(**noise_schedule(shift)).alphas_cumprod)
     assert (pipe.scheduler.config.trained_betas is None) == (shift == 0)
@@ -181,17 +223,17 @@ def test_decoder_stage_learns_to_clean_noisy_latents(tmp_path):
     """Stage 'decoder' trains a refiner for a PatchAutoencoder: decoding noisy latents of unseen frames
     must get closer to the frames than the linear decoder gets, while clean latents still decode as before."""
     from t2v.models.patch_vae import PatchAutoencoder
-    from t2v.training.train import load_first_stage
+    from t2v.training.first_stage import load_first_stage
     from t2v.world import ShapesWorldDataset
 
     data = {**TINY_DATA, "height": 64, "width": 64}
-    train(load_config(vae_config(tmp_path, vae_type="patch", vae={"patch_size": 8, "latent_channels": 32}, pca_frames=256,
-                                 pca_min_std=0.5, data=data)))
+    train(load_config(vae_config(tmp_path, vae_type="patch", vae={"patch_size": 8, "latent_channels": 32},
+                                 pca_frames=256, pca_min_std=0.5, data=data)))
     with pytest.raises(ValueError, match="vae_path must be a PatchAutoencoder directory"):
         train(load_config(vae_config(tmp_path, stage="decoder", vae_path=str(Path(__file__).parent / "missing"))))
-    cfg = vae_config(tmp_path, stage="decoder", vae_path=str(tmp_path / "run" / "vae"), output_dir=str(tmp_path / "dec"),
-                     steps=150, batch_size=4, vae_frames_per_clip=4, lr=2e-3, warmup_steps=10, ema_decay=0.99,
-                     refiner_channels=32, refiner_noise=0.5, data=data)
+    cfg = vae_config(tmp_path, stage="decoder", vae_path=str(tmp_path / "run" / "vae"),
+                     output_dir=str(tmp_path / "dec"), steps=150, batch_size=4, vae_frames_per_clip=4, lr=2e-3,
+                     warmup_steps=10, ema_decay=0.99, refiner_channels=32, refiner_noise=0.5, data=data)
     train(load_config(cfg))
     linear, refined = load_first_stage(tmp_path / "run" / "vae"), load_first_stage(tmp_path / "dec" / "vae")
     assert isinstance(refined, PatchAutoencoder) and refined.refiner is not None and linear.refiner is None
@@ -238,9 +280,10 @@ def test_layout_regions_train_with_each_phrase_in_its_band(tmp_path, monkeypatch
 
     monkeypatch.setattr(regions.RegionalCrossAttnProcessor, "__call__", spy)
     data = {**TINY_DATA, "p_two_objects": 1.0}
-    train(load_config(unet_config(tmp_path, layout_regions=True, caption_dropout=0.0, data=data, fg_weight=2.0)))  # with the object-weighted loss
+    # with the object-weighted loss
+    train(load_config(unet_config(tmp_path, layout_regions=True, caption_dropout=0.0, data=data, fg_weight=2.0)))
     assert blocked_calls and min(blocked_calls) >= 2  # both regions of at least one clip block the other's words
-    from t2v.models.loading import load_pipeline
+    from t2v.pipelines.text_to_video import load_pipeline
 
     pipe = load_pipeline(tmp_path / "run" / "model", device="cpu")
     assert not any(isinstance(p, regions.RegionalCrossAttnProcessor) for p in pipe.unet.attn_processors.values())
@@ -249,7 +292,7 @@ def test_layout_regions_train_with_each_phrase_in_its_band(tmp_path, monkeypatch
 
 
 def test_foreground_marks_the_latent_cells_that_hold_an_object():
-    from t2v.training.train import foreground
+    from t2v.training.first_stage import foreground
 
     frames = -torch.ones(2, 3, 32, 32)  # black background in [-1, 1]
     frames[0, 0, 10:15, 20:25] = 0.8  # a red 5x5 square over latent cells (1, 2) and (1, 3) at factor 8
@@ -261,7 +304,7 @@ def test_foreground_marks_the_latent_cells_that_hold_an_object():
 
 
 def test_clip_mse_weighs_object_cells_more():
-    from t2v.training.train import clip_mse
+    from t2v.training.unet import clip_mse
 
     target = torch.zeros(1, 4, 2, 4, 4)
     fg = torch.zeros(1, 1, 2, 4, 4, dtype=torch.bool)
