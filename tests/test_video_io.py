@@ -49,8 +49,16 @@ def listing(d) -> list[str]:
 
 @pytest.mark.parametrize(
     "path, fmt",
-    [("a.mp4", "mp4"), ("dir/A.MP4", "mp4"), ("a.webm", "webm"), ("a.gif", "gif"),
-     ("a.npy", "npy"), ("frames", "png"), ("frames/", "png"), ("out.mp4/", "png")],
+    [
+        ("a.mp4", "mp4"),
+        ("dir/A.MP4", "mp4"),
+        ("a.webm", "webm"),
+        ("a.gif", "gif"),
+        ("a.npy", "npy"),
+        ("frames", "png"),
+        ("frames/", "png"),
+        ("out.mp4/", "png"),
+    ],
 )
 def test_format_for_path(path, fmt):
     assert format_for_path(path) == fmt

@@ -22,12 +22,15 @@ def nothing_loaded(monkeypatch):
     monkeypatch.setattr(t2v.pipelines.text_to_video, "prepare_model_dir", prepare_model_dir, raising=False)
 
 
-@pytest.mark.parametrize("kwargs, option", [
-    ({"use_safetensors": False}, "use_safetensors=False"),
-    ({"trust_remote_code": True}, "trust_remote_code"),
-    ({"custom_pipeline": "my_pipeline"}, "custom_pipeline"),
-    ({"custom_pipeline": "my_pipeline", "trust_remote_code": False}, "custom_pipeline"),
-])
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [
+        ({"use_safetensors": False}, "use_safetensors=False"),
+        ({"trust_remote_code": True}, "trust_remote_code"),
+        ({"custom_pipeline": "my_pipeline"}, "custom_pipeline"),
+        ({"custom_pipeline": "my_pipeline", "trust_remote_code": False}, "custom_pipeline"),
+    ],
+)
 def test_unsafe_options_are_refused(tmp_path, nothing_loaded, kwargs, option):
     with pytest.raises(ValueError, match=option):
         TextToVideoPipeline.from_pretrained(tmp_path / "model", **kwargs)
@@ -53,10 +56,16 @@ class WouldRun:
 def test_a_model_with_only_pickle_weights_is_refused_unread(tmp_path):
     model, marker = tmp_path / "model", tmp_path / "unpickled"
     model.mkdir()
-    (model / "model_index.json").write_text(json.dumps({
-        "_class_name": "TextToVideoSDPipeline", "_diffusers_version": "0.33.0",
-        "unet": ["diffusers", "UNet3DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
-    }))
+    (model / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "TextToVideoSDPipeline",
+                "_diffusers_version": "0.33.0",
+                "unet": ["diffusers", "UNet3DConditionModel"],
+                "vae": ["diffusers", "AutoencoderKL"],
+            }
+        )
+    )
     for name, weights in (("unet", "diffusion_pytorch_model.bin"), ("vae", "diffusion_pytorch_model.bin")):
         (model / name).mkdir()
         (model / name / "config.json").write_text("{}")

@@ -95,8 +95,9 @@ def test_long_scenes_on_one_background_do_not_jump(default_pipe):
     placed at the other scene's keyframe times it moves twice as fast across the cut and fails."""
     from t2v.eval.run import evaluate_storyboards
 
-    r = evaluate_storyboards(default_pipe, 2, scene_frames=32, transition_frames=8, backgrounds="shared",
-                             progress=False)["summary"]
+    r = evaluate_storyboards(
+        default_pipe, 2, scene_frames=32, transition_frames=8, backgrounds="shared", progress=False
+    )["summary"]
     assert r["max_jump_ratio_max"] <= 3 and r["boards_within_target"] == 2, r
     assert r["scene_all_correct"] >= 5 / 8, r
 

@@ -18,8 +18,12 @@ from t2v.training.train import parse_overrides, train
 TINY_DATA = {"kind": "shapes", "seed": 0, "num_frames": 4, "height": 32, "width": 32}
 TINY_VAE = {"block_out_channels": [8, 8], "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4}
 TINY_UNET = {
-    "block_out_channels": [8, 8], "layers_per_block": 1, "attention_head_dim": 4, "norm_num_groups": 4,
-    "down_block_types": ["CrossAttnDownBlock3D", "DownBlock3D"], "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D"],
+    "block_out_channels": [8, 8],
+    "layers_per_block": 1,
+    "attention_head_dim": 4,
+    "norm_num_groups": 4,
+    "down_block_types": ["CrossAttnDownBlock3D", "DownBlock3D"],
+    "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D"],
 }
 
 
@@ -30,16 +34,31 @@ def write_config(path: Path, **settings) -> Path:
 
 def vae_config(tmp_path, **extra):
     settings = {
-        "stage": "vae", "output_dir": str(tmp_path / "run"), "steps": 4, "batch_size": 2, "checkpoint_every": 2,
-        "lr": 1e-3, "warmup_steps": 1, "data": TINY_DATA, "vae": TINY_VAE, "vae_frames_per_clip": 2,
+        "stage": "vae",
+        "output_dir": str(tmp_path / "run"),
+        "steps": 4,
+        "batch_size": 2,
+        "checkpoint_every": 2,
+        "lr": 1e-3,
+        "warmup_steps": 1,
+        "data": TINY_DATA,
+        "vae": TINY_VAE,
+        "vae_frames_per_clip": 2,
     }
     return write_config(tmp_path / "vae.yaml", **{**settings, **extra})
 
 
 def unet_config(tmp_path, **extra):
     settings = {
-        "stage": "unet", "output_dir": str(tmp_path / "run"), "steps": 3, "batch_size": 2, "checkpoint_every": 2,
-        "warmup_steps": 1, "vae_path": str(tmp_path / "run" / "vae"), "data": TINY_DATA, "unet": TINY_UNET,
+        "stage": "unet",
+        "output_dir": str(tmp_path / "run"),
+        "steps": 3,
+        "batch_size": 2,
+        "checkpoint_every": 2,
+        "warmup_steps": 1,
+        "vae_path": str(tmp_path / "run" / "vae"),
+        "data": TINY_DATA,
+        "unet": TINY_UNET,
     }
     return write_config(tmp_path / "unet.yaml", **{**settings, **extra})
 
@@ -53,14 +72,14 @@ def test_config_errors(tmp_path):
         load_config(write_config(tmp_path / "c.yaml", stage="gan"))
     with pytest.raises(ValueError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
-    overrides = parse_overrides(["steps=5", "output_dir=tmp/x", "vae={\"a\": 1}"])
+    overrides = parse_overrides(["steps=5", "output_dir=tmp/x", 'vae={"a": 1}'])
     assert overrides == {"steps": 5, "output_dir": "tmp/x", "vae": {"a": 1}}
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["steps"])
 
 
 def test_shipped_configs_load():
-    root = Path(__file__).parent.parent / "configs"
+    root = Path(__file__).parents[2] / "configs"
     assert load_config(root / "shapes-vae.yaml").stage == "vae"
     assert load_config(root / "shapes-unet.yaml").stage == "unet"
     motion = load_config(root / "shapes-unet-motion.yaml")
@@ -112,8 +131,13 @@ def test_unet_stage_needs_a_vae(tmp_path):
         train(load_config(unet_config(tmp_path)))
 
 
-TINY_TAESD = {"encoder_block_out_channels": [8, 8], "decoder_block_out_channels": [8, 8], "num_encoder_blocks": [0, 1],
-              "num_decoder_blocks": [1, 1], "latent_channels": 4}
+TINY_TAESD = {
+    "encoder_block_out_channels": [8, 8],
+    "decoder_block_out_channels": [8, 8],
+    "num_encoder_blocks": [0, 1],
+    "num_decoder_blocks": [1, 1],
+    "latent_channels": 4,
+}
 
 
 def spy_on_runs(monkeypatch) -> list[dict]:
@@ -176,8 +200,11 @@ def test_two_stages_checkpoint_resume_and_export(tmp_path, vae_type, monkeypatch
     # tiny run trains on a shifted noise schedule, which the exported scheduler must carry.
     positions = "sinusoidal" if vae_type == "kl" else None
     shift = 0.0 if vae_type == "kl" else 3.0
-    train(load_config(unet_config(tmp_path, sample_every=3, text_cache_size=1, temporal_position=positions,
-                                  noise_shift=shift)))
+    train(
+        load_config(
+            unet_config(tmp_path, sample_every=3, text_cache_size=1, temporal_position=positions, noise_shift=shift)
+        )
+    )
     assert runs[3] == {"resumed_at": None, "steps_run": 3}  # not resumed from the VAE's checkpoint in the same dir
     model = tmp_path / "run" / "model"
     assert (model / "model_index.json").is_file() and not (model / "text_encoder").exists()
@@ -227,13 +254,35 @@ def test_decoder_stage_learns_to_clean_noisy_latents(tmp_path):
     from t2v.world import ShapesWorldDataset
 
     data = {**TINY_DATA, "height": 64, "width": 64}
-    train(load_config(vae_config(tmp_path, vae_type="patch", vae={"patch_size": 8, "latent_channels": 32},
-                                 pca_frames=256, pca_min_std=0.5, data=data)))
+    train(
+        load_config(
+            vae_config(
+                tmp_path,
+                vae_type="patch",
+                vae={"patch_size": 8, "latent_channels": 32},
+                pca_frames=256,
+                pca_min_std=0.5,
+                data=data,
+            )
+        )
+    )
     with pytest.raises(ValueError, match="vae_path must be a PatchAutoencoder directory"):
         train(load_config(vae_config(tmp_path, stage="decoder", vae_path=str(Path(__file__).parent / "missing"))))
-    cfg = vae_config(tmp_path, stage="decoder", vae_path=str(tmp_path / "run" / "vae"),
-                     output_dir=str(tmp_path / "dec"), steps=150, batch_size=4, vae_frames_per_clip=4, lr=2e-3,
-                     warmup_steps=10, ema_decay=0.99, refiner_channels=32, refiner_noise=0.5, data=data)
+    cfg = vae_config(
+        tmp_path,
+        stage="decoder",
+        vae_path=str(tmp_path / "run" / "vae"),
+        output_dir=str(tmp_path / "dec"),
+        steps=150,
+        batch_size=4,
+        vae_frames_per_clip=4,
+        lr=2e-3,
+        warmup_steps=10,
+        ema_decay=0.99,
+        refiner_channels=32,
+        refiner_noise=0.5,
+        data=data,
+    )
     train(load_config(cfg))
     linear, refined = load_first_stage(tmp_path / "run" / "vae"), load_first_stage(tmp_path / "dec" / "vae")
     assert isinstance(refined, PatchAutoencoder) and refined.refiner is not None and linear.refiner is None
@@ -254,9 +303,27 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     cfg = unet_config(tmp_path, output_dir=str(tmp_path / "ddp"), steps=2)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "t2v.training.train", str(cfg)],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--cpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "t2v.training.train",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     state = json.loads((tmp_path / "ddp" / "checkpoint" / "state.json").read_text())

@@ -13,8 +13,16 @@ import pytest
 from t2v.server.jobs import MAX_ATTEMPTS, JobQueue
 
 
-PARAMS = {"prompt": "a red circle moving right", "num_frames": 4, "height": 32, "width": 32,
-          "num_inference_steps": 5, "guidance_scale": 2.5, "seed": 7, "fps": 8.0}
+PARAMS = {
+    "prompt": "a red circle moving right",
+    "num_frames": 4,
+    "height": 32,
+    "width": 32,
+    "num_inference_steps": 5,
+    "guidance_scale": 2.5,
+    "seed": 7,
+    "fps": 8.0,
+}
 
 
 def make_data_dir(path, rows):
@@ -26,10 +34,20 @@ def make_data_dir(path, rows):
     for job_id, status, attempts in rows:
         started = now - 10 if status in ("running", "succeeded") else None
         finished = now - 5 if status == "succeeded" else None
-        db.execute("INSERT INTO jobs (id, status, params, source, created, started, finished, attempts, video) "
-                   "VALUES (?, ?, ?, 'api', ?, ?, ?, ?, ?)",
-                   (job_id, status, json.dumps(PARAMS), now - 20, started, finished, attempts,
-                    f"{job_id}.mp4" if status == "succeeded" else None))
+        db.execute(
+            "INSERT INTO jobs (id, status, params, source, created, started, finished, attempts, video) "
+            "VALUES (?, ?, ?, 'api', ?, ?, ?, ?, ?)",
+            (
+                job_id,
+                status,
+                json.dumps(PARAMS),
+                now - 20,
+                started,
+                finished,
+                attempts,
+                f"{job_id}.mp4" if status == "succeeded" else None,
+            ),
+        )
     db.close()
     return path
 
@@ -44,14 +62,17 @@ def close(queue):
 
 
 def test_interrupted_jobs_run_again_until_max_attempts(tmp_path):
-    data = make_data_dir(tmp_path / "data", [
-        ("done", "succeeded", 1),
-        ("first-try", "running", 1),
-        ("second-try", "running", MAX_ATTEMPTS - 1),
-        ("waiting", "queued", 0),
-        ("last-try", "running", MAX_ATTEMPTS),
-        ("too-many", "running", MAX_ATTEMPTS + 1),
-    ])
+    data = make_data_dir(
+        tmp_path / "data",
+        [
+            ("done", "succeeded", 1),
+            ("first-try", "running", 1),
+            ("second-try", "running", MAX_ATTEMPTS - 1),
+            ("waiting", "queued", 0),
+            ("last-try", "running", MAX_ATTEMPTS),
+            ("too-many", "running", MAX_ATTEMPTS + 1),
+        ],
+    )
     queue = JobQueue(data, device="cpu")
     jobs = {j["id"]: j for j in queue.list(limit=100)[0]}
     assert {k: (j["status"], j["attempts"]) for k, j in jobs.items()} == {
