@@ -165,7 +165,6 @@ def latent_scale(vae, config: TrainConfig, n: int = 64) -> float:
     return float(1 / encode(vae, frames.to(vae.device)).std())
 
 
-# ---------------------------------------------------------------- stage 2: the text-to-video UNet
 def foreground(frames: torch.Tensor, factor: int = 1) -> torch.Tensor:
     """[N, 1, H/factor, W/factor] bool: where a frame [N, 3, H, W] differs from its top-left pixel (the
     Shapes world's flat background) by more than 0.05 anywhere in a factor x factor cell."""

@@ -126,9 +126,8 @@ def test_long_scenes_keep_one_motion(default_pipe):
     from t2v.world import canonical_caption
 
     long = LongVideoPipeline(**default_pipe.components)
-    long.t2v_defaults = default_pipe.t2v_defaults
     long.set_progress_bar_config(disable=True)
-    assert long.default_scene_motion == "keyframes"
+    assert long.defaults.scene_motion == "keyframes"  # the model's, carried by its components
     specs = [s for board in storyboard_scenes(8) for s in board][:8]
     right, jumps = 0, []
     for k, spec in enumerate(specs):
