@@ -14,17 +14,25 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from t2v.models.defaults import SCENE_MOTIONS, ModelDefaults
 from t2v.pipelines.long_video.plan import one_pass
-from t2v.pipelines.long_video.storyboard import MAX_LONG_FRAMES, Storyboard, parse_storyboard
+from t2v.pipelines.long_video.storyboard import (
+    MAX_LONG_FRAMES,
+    Storyboard,
+    check_text,
+    excerpt,
+    fps_value,
+    load_yaml,
+    parse_storyboard,
+)
 from t2v.pipelines.schedulers import SCHEDULERS
-from t2v.video_io import check_fps
 
 
 MAX_SEED = 2**63
 DEFAULT_FPS = 8.0
+MAX_SIZE = 8192  # height and width, pixels (a server has its own, lower limits)
+MAX_STEPS = 10_000
+MAX_GUIDANCE = 100.0  # guidance far past the models' 1..20 only saturates (1e308 made all-black videos)
 
 
 class RequestError(ValueError):
@@ -47,6 +55,10 @@ def regions_fit(defaults: ModelDefaults, num_frames: int, scene_motion: str | No
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: int | float) -> bool:
+    return isinstance(value, int) or math.isfinite(value)  # (math.isfinite overflows on a 400-digit integer)
 
 
 @dataclass(frozen=True)
@@ -85,9 +97,14 @@ class GenerateRequest:
                 else "a prompt (or a storyboard) is required",
             )
         if req.prompt is not None and (not isinstance(req.prompt, str) or not req.prompt.strip()):
-            raise RequestError("prompt", f"prompt must be a non-empty string, got {req.prompt!r}")
+            raise RequestError("prompt", f"prompt must be a non-empty string, got {excerpt(req.prompt)}")
         if req.negative_prompt is not None and not isinstance(req.negative_prompt, str):
-            raise RequestError("negative_prompt", f"negative_prompt must be a string, got {req.negative_prompt!r}")
+            raise RequestError(
+                "negative_prompt", f"negative_prompt must be a string, got {excerpt(req.negative_prompt)}"
+            )
+        for name in ("prompt", "negative_prompt"):
+            if getattr(req, name) is not None:
+                _field(name, check_text, name, getattr(req, name))
         if req.storyboard is not None:
             req = dataclasses.replace(req, storyboard=_parse(req.storyboard))
             if req.num_frames is not None:
@@ -96,31 +113,18 @@ class GenerateRequest:
                 )
             if req.regions:
                 raise RequestError("regions", "regions work on one prompt, not on a storyboard")
-        if req.num_frames is not None and (not _is_int(req.num_frames) or not 1 <= req.num_frames <= MAX_LONG_FRAMES):
-            raise RequestError(
-                "num_frames", f"num_frames must be an integer in [1, {MAX_LONG_FRAMES}], got {req.num_frames!r}"
-            )
-        for name in ("height", "width", "num_inference_steps"):
-            value = getattr(req, name)
-            if value is not None and (not _is_int(value) or value < 1):
-                raise RequestError(name, f"{name} must be an integer >= 1, got {value!r}")
-        g = req.guidance_scale
-        if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g)):
-            raise RequestError("guidance_scale", f"guidance_scale must be a finite number, got {g!r}")
-        if req.seed is not None and (not _is_int(req.seed) or not 0 <= req.seed < MAX_SEED):
-            raise RequestError("seed", f"seed must be an integer in [0, 2**63), got {req.seed!r}")
+        _check_numbers(req)
         if req.scheduler is not None and req.scheduler not in SCHEDULERS:
             raise RequestError(
-                "scheduler", f"unknown scheduler {req.scheduler!r}; choose one of: {', '.join(SCHEDULERS)}"
+                "scheduler", f"unknown scheduler {excerpt(req.scheduler)}; choose one of: {', '.join(SCHEDULERS)}"
             )
-        if req.fps is not None:
-            _field("fps", check_fps, req.fps)
         if req.scene_motion is not None and req.scene_motion not in SCENE_MOTIONS:
             raise RequestError(
-                "scene_motion", f"scene_motion must be one of {', '.join(SCENE_MOTIONS)}, got {req.scene_motion!r}"
+                "scene_motion",
+                f"scene_motion must be one of {', '.join(SCENE_MOTIONS)}, got {excerpt(req.scene_motion)}",
             )
         if req.regions is not None and not isinstance(req.regions, bool):
-            raise RequestError("regions", f"regions must be true, false or absent, got {req.regions!r}")
+            raise RequestError("regions", f"regions must be true, false or absent, got {excerpt(req.regions)}")
         return req
 
     def resolve(self, pipe) -> GenerateRequest:
@@ -154,20 +158,41 @@ def _given(value, default):
     return default if value is None else value
 
 
-def _field(name: str, check, value) -> None:
+def _field(name: str, check, *args) -> None:
     try:
-        check(value)
+        check(*args)
     except ValueError as e:
         raise RequestError(name, str(e)) from None
+
+
+def _check_numbers(req: GenerateRequest) -> None:
+    """Every number within its bounds (a huge integer or float is refused here, before it meets a tensor)."""
+    if req.num_frames is not None and (not _is_int(req.num_frames) or not 1 <= req.num_frames <= MAX_LONG_FRAMES):
+        raise RequestError(
+            "num_frames", f"num_frames must be an integer in [1, {MAX_LONG_FRAMES}], got {excerpt(req.num_frames)}"
+        )
+    for name, top in (("height", MAX_SIZE), ("width", MAX_SIZE), ("num_inference_steps", MAX_STEPS)):
+        value = getattr(req, name)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise RequestError(name, f"{name} must be an integer >= 1, got {excerpt(value)}")
+        if value is not None and value > top:
+            raise RequestError(name, f"{name} must be at most {top}, got {excerpt(value)}")
+    g = req.guidance_scale
+    if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not _finite(g)):
+        raise RequestError("guidance_scale", f"guidance_scale must be a finite number, got {excerpt(g)}")
+    if g is not None and not 0 <= g <= MAX_GUIDANCE:
+        raise RequestError("guidance_scale", f"guidance_scale must be in [0, {MAX_GUIDANCE:g}], got {excerpt(g)}")
+    if req.seed is not None and (not _is_int(req.seed) or not 0 <= req.seed < MAX_SEED):
+        raise RequestError("seed", f"seed must be an integer in [0, 2**63), got {excerpt(req.seed)}")
+    if req.fps is not None:
+        _field("fps", fps_value, req.fps)
 
 
 def _parse(board) -> Storyboard:
     if isinstance(board, Storyboard):
         return board
     try:
-        return parse_storyboard(yaml.safe_load(board) if isinstance(board, str) else board)
-    except yaml.YAMLError as e:
-        raise RequestError("storyboard", f"the storyboard is not valid YAML or JSON: {e}") from None
+        return parse_storyboard(load_yaml(board) if isinstance(board, str) else board)
     except ValueError as e:
         raise RequestError("storyboard", str(e)) from None
 
