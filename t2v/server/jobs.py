@@ -8,54 +8,29 @@ job lives in memory only (it means nothing after a restart).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import fcntl
 import json
+import logging
 import math
 import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from t2v.generate import get_pipeline, run_generate
 from t2v.models.loading import pick_device
-from t2v.request import GenerateRequest, RequestError
+from t2v.request import GenerateRequest
+from t2v.server.limits import PARAM_FIELDS, JobError, Limits, check_params, default_max_cost  # noqa: F401
+from t2v.server.store import MAX_ERROR_CHARS, SCHEMA, check_data_dir, json_safe, loads, open_job_db
 
 
+log = logging.getLogger("t2v.server")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_ATTEMPTS = 3  # a job that was interrupted this often (e.g. it kills the server) fails instead of running again
-PARAM_FIELDS = (
-    "prompt",
-    "negative_prompt",
-    "num_frames",
-    "height",
-    "width",
-    "num_inference_steps",
-    "guidance_scale",
-    "seed",
-    "fps",
-    "scheduler",
-    "storyboard",
-    "regions",
-)  # a job's parameters
-
-
-@dataclass
-class Limits:
-    """What one request may ask for (the server's options --max-frames etc.)."""
-
-    max_frames: int = 256
-    max_size: int = 1024  # height and width, pixels
-    max_steps: int = 1000
-    max_prompt_chars: int = 1000
-    max_queue: int = 100  # queued jobs; one more is answered 429
-    max_body_bytes: int = 64 * 1024
-
-
-class JobError(RequestError):
-    """A bad parameter: `field` names it, the message says why (-> 422)."""
 
 
 class QueueFull(Exception):
@@ -68,54 +43,10 @@ class Stopped(Exception):
     """Raised inside the denoising loop to stop a job (cancelled, or the server is shutting down)."""
 
 
-def check_params(body: dict, pipe, limits: Limits) -> dict:
-    """The parameters of a job, checked and completed (model defaults, a drawn seed) -> JSON-able dict.
-
-    The request's own checks (`t2v.request.GenerateRequest`, the same as the CLI's) plus this
-    server's limits, so a job that is accepted does not fail on its parameters later. Raises
-    JobError(field, reason).
-    """
-    given = {k: v for k, v in body.items() if v is not None}
-    for name in ("prompt", "negative_prompt"):
-        if isinstance(given.get(name), str) and len(given[name]) > limits.max_prompt_chars:
-            raise JobError(
-                name, f"{name} is {len(given[name])} characters long; at most {limits.max_prompt_chars} on this server"
-            )
-    try:
-        req = GenerateRequest(**{k: given.get(k) for k in PARAM_FIELDS}).resolve(pipe)
-    except RequestError as e:
-        raise JobError(e.field, str(e)) from None
-    board = req.storyboard
-    if board is not None:
-        for i, scene in enumerate(board.scenes, 1):
-            if len(scene.prompt) > limits.max_prompt_chars:
-                raise JobError(
-                    "storyboard", f"scene {i}: the prompt is longer than {limits.max_prompt_chars} characters"
-                )
-    if board is not None and board.num_frames > limits.max_frames:
-        raise JobError(
-            "storyboard",
-            f"the storyboard has {board.num_frames} frames in all; at most {limits.max_frames} on this server",
-        )
-    for name, top in (
-        ("num_frames", limits.max_frames),
-        ("height", limits.max_size),
-        ("width", limits.max_size),
-        ("num_inference_steps", limits.max_steps),
-    ):
-        if getattr(req, name) > top:
-            raise JobError(name, f"{name} is {getattr(req, name)}; at most {top} on this server")
-    p = {k: getattr(req, k) for k in PARAM_FIELDS if getattr(req, k) is not None}
-    if board is not None:
-        p.pop("num_frames")
-        p["storyboard"] = (
-            given["storyboard"] if isinstance(given["storyboard"], str) else json.dumps(given["storyboard"])
-        )
-    return p
-
-
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+    if not isinstance(ts, (int, float)) or not 0 <= ts < 1e11:  # (None, or a damaged row's)
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
 class JobQueue:
@@ -131,32 +62,23 @@ class JobQueue:
     ):
         self.data_dir = Path(data_dir).resolve()
         self.videos = self.data_dir / "videos"
-        self.videos.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.data_dir / "server.lock", "a+")
+        check_data_dir(self.data_dir)
+        try:
+            self._lock_file = open(self.data_dir / "server.lock", "a+")
+        except OSError as e:
+            raise ValueError(f"cannot write in the data directory {self.data_dir}: {e.strerror}") from None
         try:  # one server per data directory: two would run the same jobs (released by the OS when this process dies)
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ValueError(f"the data directory {self.data_dir} is in use by another t2v serve") from None
-        self.model, self.device, self.dtype = model, pick_device(device), dtype
-        self.limits = limits or Limits()
-        self.db = sqlite3.connect(self.data_dir / "jobs.db", check_same_thread=False, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.lock = threading.Lock()
-        with self.lock:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")  # an answered POST survives a power cut, not only kill -9
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, "
-                "status TEXT NOT NULL, params TEXT NOT NULL, source TEXT, created REAL, started REAL, finished REAL, "
-                "attempts INTEGER DEFAULT 0, error TEXT, video TEXT, result TEXT)"
-            )
-            self.db.execute("CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq)")
-            # Interrupted by a crash or a stop: run again, unless it keeps killing the server
-            self.db.execute(
-                "UPDATE jobs SET status='failed', error=?, finished=? WHERE status='running' AND attempts>=?",
-                (f"interrupted {MAX_ATTEMPTS} times (the server stopped while it ran)", time.time(), MAX_ATTEMPTS),
-            )
-            self.db.execute("UPDATE jobs SET status='queued', started=NULL WHERE status='running'")
+        try:
+            self.model, self.device, self.dtype = model, pick_device(device), dtype
+            limits = limits or Limits()
+            self.limits = dataclasses.replace(limits, max_cost=limits.max_cost or default_max_cost(self.device))
+            self.db = self._open_db()
+        except BaseException:
+            self._lock_file.close()  # (the lock goes with it: a refused start-up holds nothing)
+            raise
         for tmp in self.videos.glob(".*.tmp-*"):  # half-written files of an interrupted job
             tmp.unlink(missing_ok=True)
         self.live: dict[str, dict] = {}  # progress of the running job
@@ -166,6 +88,27 @@ class JobQueue:
         self.stopping = threading.Event()
         self.pipe = None
         self.thread: threading.Thread | None = None
+
+    def _open_db(self) -> sqlite3.Connection:
+        """The job database, checked (see `open_job_db`); jobs a crash interrupted go back to the queue."""
+        path = self.data_dir / "jobs.db"
+        db = open_job_db(path)
+        db.row_factory = sqlite3.Row
+        self.lock = threading.Lock()
+        try:
+            with self.lock:
+                for statement in SCHEMA:
+                    db.execute(statement)
+                # Interrupted by a crash or a stop: run again, unless it keeps killing the server
+                db.execute(
+                    "UPDATE jobs SET status='failed', error=?, finished=? WHERE status='running' AND attempts>=?",
+                    (f"interrupted {MAX_ATTEMPTS} times (the server stopped while it ran)", time.time(), MAX_ATTEMPTS),
+                )
+                db.execute("UPDATE jobs SET status='queued', started=NULL WHERE status='running'")
+        except sqlite3.Error as e:
+            db.close()
+            raise ValueError(f"cannot write the job database {path}: {e}") from None
+        return db
 
     # ------------------------------------------------------------------ model and worker
     def load(self):
@@ -209,11 +152,21 @@ class JobQueue:
                 self.wake.wait(1.0)
                 self.wake.clear()
                 continue
-            self._run(row["id"], json.loads(row["params"]))
+            try:
+                self._run(row["id"], loads(row["params"], {}))
+            except Exception as e:  # noqa: BLE001 - e.g. a full disk: the job fails, the worker goes on
+                log.warning("job %s: %s", row["id"], e)
+                with contextlib.suppress(sqlite3.Error), self.lock:
+                    self.db.execute(
+                        "UPDATE jobs SET status='failed', error=?, finished=? WHERE id=? AND status='running'",
+                        (f"{type(e).__name__}: {e}"[:MAX_ERROR_CHARS], time.time(), row["id"]),
+                    )
+                self.changes += 1
+                self.stopping.wait(1.0)
 
     def _run(self, job_id: str, p: dict):
         start = time.time()
-        self.live[job_id] = {"step": 0, "total": p["num_inference_steps"], "eta": None}
+        self.live[job_id] = {"step": 0, "total": p.get("num_inference_steps"), "eta": None}
 
         def on_step(step, total):
             if job_id in self.cancelled or self.stopping.is_set():
@@ -250,6 +203,7 @@ class JobQueue:
             stopped_at = self.live.get(job_id, {}).get("step", 0) + 1  # the step that had just finished
         except Exception as e:  # noqa: BLE001 - a job's failure is reported in the job, the worker goes on
             status, error = "failed", f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e)
+            error = error[:MAX_ERROR_CHARS]
         finally:
             self.live.pop(job_id, None)
         with self.lock:  # (a job cancelled meanwhile stays cancelled: its row is no longer 'running')
@@ -277,7 +231,7 @@ class JobQueue:
     # ------------------------------------------------------------------ the API's operations
     def submit(self, body: dict, source: str = "api") -> dict:
         """Check the parameters and queue a job. Raises JobError (-> 422) or QueueFull (-> 429)."""
-        params = check_params(body, self.pipe, self.limits)
+        params = check_params(body, self.pipe, self.limits, self.device)
         job_id = str(uuid.uuid4())
         with self.lock:
             queued = self.db.execute("SELECT COUNT(*) FROM jobs WHERE status='queued'").fetchone()[0]
@@ -292,7 +246,8 @@ class JobQueue:
 
     def _retry_after(self) -> int:
         rows = self.db.execute(
-            "SELECT finished - started FROM jobs WHERE status='succeeded' ORDER BY seq DESC LIMIT 20"
+            "SELECT finished - started FROM jobs WHERE status='succeeded' AND finished - started >= 0 "
+            "ORDER BY seq DESC LIMIT 20"
         ).fetchall()
         mean = sum(r[0] for r in rows) / len(rows) if rows else 10.0
         return max(1, math.ceil(mean))  # about when the running job ends and a place frees up
@@ -334,6 +289,21 @@ class JobQueue:
             ).fetchall()
         return [self._public(r) for r in rows], total
 
+    def delete(self, job_id: str) -> bool:
+        """Remove a job and its files, whatever its state (a running one stops at its next step); False if
+        there is no such job. For any job, one whose row can no longer be run or shown included."""
+        with self.lock:
+            row = self.db.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                return False
+            if row["status"] == "running":
+                self.cancelled.add(job_id)
+            self.db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+            self.changes += 1
+        for path in self.videos.glob(f"{job_id}.*"):  # the mp4 and its conversions (job_id: a UUID)
+            path.unlink(missing_ok=True)
+        return True
+
     def counts(self) -> dict:
         with self.lock:
             return dict(self.db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
@@ -348,27 +318,33 @@ class JobQueue:
         return path if path.parent == self.videos and path.is_file() else None
 
     def _public(self, row, position: int | None = None) -> dict:
-        params = json.loads(row["params"])
+        """A row as the API shows it. Defensive: a row it cannot fully read (written by an older version,
+        or damaged) is still shown, with what can be read, so listing never fails on one job."""
+        params, result = loads(row["params"], {}), loads(row["result"], {}) or None
         live = self.live.get(row["id"]) if row["status"] == "running" else None
-        step, total = (live["step"], live["total"]) if live else (0, params["num_inference_steps"])
+        total = params.get("num_inference_steps")
+        total = total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else 0
+        step, total = (live["step"], live["total"] or 0) if live else (0, total)
         if row["status"] == "succeeded":
             step = total
-        return {
-            "id": row["id"],
-            "status": row["status"],
-            "progress": round(step / total, 4) if total else 0.0,
-            "step": step,
-            "total_steps": total,
-            "eta_seconds": None if not live or live["eta"] is None else round(live["eta"], 2),
-            "queue_position": position,
-            "seed": params["seed"],
-            "error": row["error"],
-            "params": params,
-            "result": json.loads(row["result"]) if row["result"] else None,
-            "video_url": f"/v1/jobs/{row['id']}/video" if row["status"] == "succeeded" else None,
-            "source": row["source"],
-            "attempts": row["attempts"],
-            "created_at": _iso(row["created"]),
-            "started_at": _iso(row["started"]),
-            "finished_at": _iso(row["finished"]),
-        }
+        return json_safe(
+            {
+                "id": row["id"],
+                "status": row["status"],
+                "progress": round(step / total, 4) if total else 0.0,
+                "step": step,
+                "total_steps": total,
+                "eta_seconds": None if not live or live["eta"] is None else round(live["eta"], 2),
+                "queue_position": position,
+                "seed": params.get("seed"),
+                "error": row["error"] if isinstance(row["error"], str) else None,
+                "params": params,
+                "result": result,
+                "video_url": f"/v1/jobs/{row['id']}/video" if row["status"] == "succeeded" else None,
+                "source": row["source"],
+                "attempts": row["attempts"],
+                "created_at": _iso(row["created"]),
+                "started_at": _iso(row["started"]),
+                "finished_at": _iso(row["finished"]),
+            }
+        )
