@@ -57,7 +57,7 @@ def generate_in_browser(browser, tmp_path, model):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
-    from test_server import Server
+    from server_process import Server
 
     srv = Server(tmp_path / "data", model)
     try:

@@ -4,18 +4,14 @@ Submit, poll, download, cancel, 422s, 413, 429, the API token, the web app's job
 8 concurrent clients, and kill -9 / SIGTERM with queued and running jobs (none lost).
 """
 
-import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+from server_process import Server
 
 from t2v.video_io import read_video
 
@@ -23,82 +19,6 @@ from t2v.video_io import read_video
 FAST = {"num_frames": 3, "num_inference_steps": 2, "height": 32, "width": 32}
 LONG = {"num_frames": 4, "num_inference_steps": 1000, "height": 32, "width": 32}  # runs until cancelled or killed
 PROMPT = "a red circle moving right"
-
-
-# ---------------------------------------------------------------- a server process
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`python -m t2v.cli serve` in a subprocess; `url`, `client`, `data_dir`; always killed at the end."""
-
-    def __init__(self, data_dir: Path, model: Path | None, *args: str, env: dict | None = None):
-        self.data_dir, self.model, self.args, self.env = data_dir, model, args, env
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-
-    def start(self, timeout: float = 120):
-        model = ["--model", str(self.model)] if self.model else []  # none: the embedded model
-        cmd = [
-            sys.executable,
-            "-m",
-            "t2v.cli",
-            "serve",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-            *model,
-            "--device",
-            "cpu",
-            *self.args,
-        ]
-        self.log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
-        self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})}
-        )
-        headers = (
-            {"Authorization": f"Bearer {self.env['T2V_API_TOKEN']}"}
-            if self.env and "T2V_API_TOKEN" in self.env
-            else {}
-        )
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            assert self.proc.poll() is None, f"the server exited:\n{self.log_tail()}"
-            try:
-                if httpx.get(f"{self.url}/readyz", headers=headers, timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"the server was not ready in {timeout} s:\n{self.log_tail()}")
-
-    def log_tail(self) -> str:
-        self.log.flush()
-        return (self.data_dir.parent / f"server-{self.port}.log").read_text(errors="replace")[-3000:]
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from tiny import tiny_pipeline
-
-    from t2v.models.loading import save_model
-
-    tmp = tmp_path_factory.mktemp("model")  # with the Shapes region planner, as the embedded model has
-    return save_model(tiny_pipeline(tmp, "bert"), tmp / "tiny-model", meta={"defaults": {"regions": "shapes"}})
 
 
 @pytest.fixture(scope="module")
