@@ -375,7 +375,9 @@ def eval_(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
     port: int = typer.Option(7860, "--port"),
-    data_dir: Path = typer.Option(Path("t2v-data"), "--data-dir", help="Jobs database (SQLite) and result files."),
+    data_dir: Path = typer.Option(
+        Path("t2v-data"), "--data-dir", readable=False, help="Jobs database (SQLite) and result files."
+    ),  # (readable=False: checked by the server, in one line)
     model: Optional[str] = typer.Option(
         None, "--model", "-m", help="Model directory or Hub id (default: the embedded model)."
     ),
@@ -388,13 +390,35 @@ def serve(
     max_size: int = typer.Option(1024, "--max-size", help="Largest height or width in pixels."),
     max_steps: int = typer.Option(1000, "--max-steps", help="Most denoising steps."),
     max_queue: int = typer.Option(100, "--max-queue", help="Most queued jobs; more are refused with 429."),
+    max_cost: Optional[float] = typer.Option(
+        None,
+        "--max-cost",
+        help="Most megapixel-steps a job may ask for (frames x height x width x steps / 1e6; "
+        "default: 100 on cpu, 1000 on mps, 10000 on cuda).",
+    ),
+    allowed_host: list[str] = typer.Option(
+        [],
+        "--allowed-host",
+        help="Also answer to this Host name (repeatable; .example.com: it and its subdomains; *: any). "
+        "Localhost names and the --host address are always allowed.",
+    ),
+    header_timeout: float = typer.Option(
+        10.0, "--header-timeout", help="Seconds a client has to send a request's headers, and then its body."
+    ),
+    max_client_connections: int = typer.Option(
+        32, "--max-client-connections", help="Open connections from one address (idle ones make room)."
+    ),
 ):
-    """Serve the REST job API (/v1/jobs, docs at /docs) and the web app (/) from one process."""
-    from t2v.server import Limits
+    """Serve the REST job API (/v1/jobs, OpenAPI at /openapi.json) and the web app (/) from one process."""
+    from t2v.server import Limits, Network
     from t2v.server import serve as run_server
 
-    if min(port, max_frames, max_size, max_steps, max_queue) < 1 or port > 65535:
+    if min(port, max_frames, max_size, max_steps, max_queue, max_client_connections) < 1 or port > 65535:
         fail("--port must be in 1..65535 and --max-* >= 1")
+    if max_cost is not None and not 0 < max_cost < float("inf"):
+        fail("--max-cost must be a positive number")
+    if not 0 < header_timeout <= 3600:
+        fail("--header-timeout must be in (0, 3600] seconds")
     try:
         run_server(
             host,
@@ -404,9 +428,16 @@ def serve(
             token,
             device,
             dtype,
-            Limits(max_frames=max_frames, max_size=max_size, max_steps=max_steps, max_queue=max_queue),
+            Limits(
+                max_frames=max_frames, max_size=max_size, max_steps=max_steps, max_queue=max_queue, max_cost=max_cost
+            ),
+            network=Network(
+                allowed_hosts=allowed_host,
+                header_timeout=header_timeout,
+                max_client_connections=max_client_connections,
+            ),
         )
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # a bad model, data directory or address: one line, exit 2
         fail(str(e))
 
 

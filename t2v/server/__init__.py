@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
 
-from t2v.server.api import Guard, create_api
+from t2v.server.api import create_api
+from t2v.server.connections import guarded_protocol
+from t2v.server.guard import Guard, Hosts, redact_tokens_in_logs
 from t2v.server.jobs import JobError, JobQueue, Limits, QueueFull  # noqa: F401
 
 
@@ -24,12 +28,32 @@ TOKEN_ENV = "T2V_API_TOKEN"
 GRACEFUL_SECONDS = 2  # open connections (a browser's event stream) get this long after SIGTERM
 
 
-def create_app(queue: JobQueue, token: str | None = None, ui: bool = True):
-    """The ASGI app: the API, the Gradio app at / (unless ui=False), the token and body-size guard.
+@dataclass
+class Network:
+    """Who may connect, and for how long (the serve options --allowed-host, --header-timeout etc.)."""
+
+    allowed_hosts: list[str] = field(default_factory=list)  # beyond localhost names and the bound address
+    header_timeout: float = 10.0  # seconds to send a request's headers, and then its body
+    keep_alive: int = 5  # seconds an idle kept-alive connection stays open
+    max_client_connections: int = 32  # open connections from one address
+    max_connections: int = 256  # open connections in all
+    max_header_bytes: int = 16 * 1024  # a request line and headers; more is a 431 (or 400 from h11)
+
+
+def create_app(
+    queue: JobQueue,
+    token: str | None = None,
+    ui: bool = True,
+    hosts: Hosts | None = None,
+    network: Network | None = None,
+):
+    """The ASGI app: the API, the Gradio app at / (unless ui=False), behind the `Guard` (hosts, origins,
+    token, uploads, header and body sizes, body time, security headers; `hosts`: localhost names by
+    default; `network`: the limits, `Network()` by default).
 
     Starting it (its lifespan) starts the queue's worker; stopping it stops the worker.
     """
-    api = create_api(queue, token)
+    api, net = create_api(queue, token), network or Network()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -54,7 +78,14 @@ def create_app(queue: JobQueue, token: str | None = None, ui: bool = True):
             footer_links=["api"],
             max_file_size=queue.limits.max_body_bytes,
         )
-    api.add_middleware(Guard, token=token, max_body_bytes=queue.limits.max_body_bytes)
+    api.add_middleware(
+        Guard,
+        token=token,
+        max_body_bytes=queue.limits.max_body_bytes,
+        hosts=hosts or Hosts("127.0.0.1"),
+        body_seconds=net.header_timeout,
+        max_header_bytes=net.max_header_bytes,
+    )
     return api
 
 
@@ -68,10 +99,15 @@ def serve(
     dtype: str | None = None,
     limits: Limits | None = None,
     log_level: str = "info",
+    network: Network | None = None,
 ) -> None:
-    """Load the model, then serve until SIGTERM/SIGINT. Raises ValueError for a bad model or data directory."""
+    """Load the model, then serve until SIGTERM/SIGINT.
+
+    Raises ValueError, one line, for a bad model, data directory (unusable, or a `jobs.db` that is not
+    a job database) or address (the port in use): all before the model is loaded.
+    """
+    net = network or Network()
     data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(data_dir / "gradio")  # Gradio's scratch files stay in the data directory
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     token = token or os.environ.get(TOKEN_ENV) or None
@@ -81,9 +117,14 @@ def serve(
             flush=True,
         )
     queue = JobQueue(data_dir, model=model, device=device, dtype=dtype, limits=limits)
+    sock = _bind(host, port)  # before the model loads: a port in use is said at once
     print(f"loading model {model or 't2v-shapes (embedded)'} on {queue.device} ...", flush=True)
     queue.load()
-    app = create_app(queue, token)
+    app = create_app(queue, token, hosts=Hosts(host, net.allowed_hosts), network=net)
+    banner = (
+        f"t2v serving on http://{host if ':' not in host else f'[{host}]'}:{port}/ (API at /v1, OpenAPI at "
+        f"/openapi.json, data in {data_dir})" + (" with an API token" if token else "")
+    )
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
@@ -91,21 +132,36 @@ def serve(
             queue.wake.set()
             super().handle_exit(sig, frame)
 
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            if self.started:  # listening: only now is the address worth printing
+                print(banner, flush=True)
+
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        http=guarded_protocol(net.header_timeout, net.max_client_connections, net.max_connections),
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        limit_concurrency=256,
-        timeout_keep_alive=5,
+        limit_concurrency=net.max_connections + 64,  # (tasks; connections are limited by the protocol)
+        timeout_keep_alive=net.keep_alive,
+        h11_max_incomplete_event_size=net.max_header_bytes,
     )
-    print(
-        f"t2v serving on http://{host}:{port}/ (API docs at /docs, data in {data_dir})"
-        + (" with an API token" if token else ""),
-        flush=True,
-    )
+    redact_tokens_in_logs()
     try:
-        Server(config).run()
+        Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, once everything is stopped
         pass
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (listening starts with the server), or a one-line ValueError."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock

@@ -1,9 +1,9 @@
-"""The REST API (FastAPI, OpenAPI at /docs) over the job queue, with the Gradio app mounted at /.
+"""The REST API (FastAPI, OpenAPI at /openapi.json) over the job queue, with the Gradio app mounted at /.
 
 POST   /v1/jobs              {"prompt": ...} or {"storyboard": ...}  -> 202 {"id", "status": "queued", ...}
 GET    /v1/jobs/{id}         status, progress, step, ETA, seed, error
 GET    /v1/jobs/{id}/video   mp4 (?format=gif|webm, ?download=1)
-DELETE /v1/jobs/{id}         cancel (a running job stops within one denoising step)
+DELETE /v1/jobs/{id}         cancel (a running job stops within one denoising step); ?purge=true deletes
 GET    /v1/jobs              newest first, ?limit=&offset=&status=
 GET    /healthz, /readyz
 """
@@ -11,24 +11,27 @@ GET    /healthz, /readyz
 from __future__ import annotations
 
 import asyncio
-import secrets
+import json
+import sqlite3
 import threading
 import time
 import uuid
-from http.cookies import CookieError, SimpleCookie
 from typing import Literal
-from urllib.parse import parse_qs
 
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from t2v.pipelines.long_video.storyboard import excerpt
 from t2v.server.jobs import FINISHED, STATUSES, JobError, JobQueue, QueueFull
 from t2v.video_io import read_video, write_video
 
 
-TOKEN_COOKIE = "t2v_token"
 MEDIA_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}
+MAX_OFFSET = 10**9
+MAX_MESSAGE_CHARS = 300  # one error message, as sent
 
 
 class JobRequest(BaseModel):
@@ -63,97 +66,73 @@ class JobRequest(BaseModel):
     )
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON that any text survives: a lone surrogate is sent as its escape, never a 500."""
+
+    def render(self, content) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
+
+
 def error_422(field: str, message: str) -> JSONResponse:
-    return JSONResponse({"detail": [{"loc": ["body", field], "msg": message, "type": "value_error"}]}, status_code=422)
+    loc = ["body", field] if field else ["body"]
+    return SafeJSONResponse({"detail": [{"loc": loc, "msg": message, "type": "value_error"}]}, status_code=422)
 
 
 def _job_id(job_id: str) -> str:
     try:
         return str(uuid.UUID(job_id))
     except ValueError:
-        raise HTTPException(404, f"no job {job_id!r}") from None
+        raise HTTPException(404, f"no job {excerpt(job_id)}") from None
 
 
-class Guard:
-    """ASGI middleware: the API token on every endpoint (when set) and the size of request bodies.
+def _short(text) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
 
-    The token is accepted as `Authorization: Bearer <token>`, as the `t2v_token` cookie, or once as
-    `?token=<token>` in a page's address (which sets the cookie, so the web app and its video
-    player work in a browser).
-    """
 
-    def __init__(self, app, token: str | None, max_body_bytes: int):
-        self.app, self.token, self.max_body = app, token, max_body_bytes
+def _error_handlers(api: FastAPI) -> None:
+    """Short, one-line errors: a bad request never gets its own input echoed back (FastAPI's default
+    422 includes it), a full disk or a damaged database is a 503, not a 500."""
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        set_cookie = False
-        if self.token:
-            given = [headers.get("authorization", "").removeprefix("Bearer ").strip()]
-            try:
-                cookie = SimpleCookie(headers.get("cookie", ""))
-            except CookieError:
-                cookie = {}
-            given.append(cookie[TOKEN_COOKIE].value if TOKEN_COOKIE in cookie else "")
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
-            given.append(query)
-            ok = [bool(g) and secrets.compare_digest(g.encode(), self.token.encode()) for g in given]
-            if not any(ok):
-                if scope["type"] == "websocket":
-                    return await send({"type": "websocket.close", "code": 1008})
-                return await JSONResponse(
-                    {"detail": "a valid API token is required (Authorization: Bearer <token>)"},
-                    401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )(scope, receive, send)
-            set_cookie = ok[2] and not ok[1]
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            body, more = b"", True
-            if int(headers.get("content-length", "0") or 0) > self.max_body:
-                return await self._too_large(scope, receive, send)
-            while more:  # small bodies only: read them whole, counting, then hand them on
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
-                if len(body) > self.max_body:
-                    return await self._too_large(scope, receive, send)
-            sent, inner_receive = False, receive
+    @api.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError):
+        detail = [
+            {
+                "loc": [p if isinstance(p, int) else excerpt(p).strip("'") for p in e.get("loc", ())][:6],
+                "msg": _short(e.get("msg", "invalid")),
+                "type": _short(e.get("type", "value_error")),
+            }
+            for e in exc.errors()[:10]
+        ]
+        return SafeJSONResponse({"detail": detail}, status_code=422)
 
-            async def receive():  # noqa: F811 - replays the body read above, then waits for the disconnect
-                nonlocal sent
-                if sent:
-                    return await inner_receive()
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException):
+        return SafeJSONResponse({"detail": _short(exc.detail)}, exc.status_code, headers=exc.headers)
 
-        if set_cookie:
-            inner_send = send
-
-            async def send(message):  # noqa: F811 - adds the token cookie to the response
-                if message["type"] == "http.response.start":
-                    cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
-                    message = {
-                        **message,
-                        "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode("latin-1"))],
-                    }
-                await inner_send(message)
-
-        await self.app(scope, receive, send)
-
-    async def _too_large(self, scope, receive, send):
-        response = JSONResponse({"detail": f"the request body is larger than {self.max_body} bytes"}, 413)
-        await response(scope, receive, send)
+    @api.exception_handler(sqlite3.Error)
+    @api.exception_handler(OSError)
+    async def storage_error(_request: Request, exc: Exception):
+        message = getattr(exc, "strerror", None) or str(exc)
+        return SafeJSONResponse(
+            {"detail": _short(f"the server cannot read or write its data right now: {message}")},
+            503,
+            headers={"Retry-After": "10"},
+        )
 
 
 def create_api(queue: JobQueue, token: str | None = None) -> FastAPI:
     """The FastAPI app: routes over `queue`, wrapped in the token and body-size guard."""
     api = FastAPI(
-        title="t2v job server", version="1", description="Text-to-video jobs: submit, poll, download, cancel."
+        title="t2v job server",
+        version="1",
+        description="Text-to-video jobs: submit, poll, download, cancel.",
+        docs_url=None,  # Swagger UI and ReDoc load from a CDN: off (no docs offline, and no third-party
+        redoc_url=None,  # scripts on this origin); /openapi.json stays
+        default_response_class=SafeJSONResponse,
     )
+    _error_handlers(api)
     _job_routes(api, queue)
     _file_and_health_routes(api, queue)
     return api
@@ -183,7 +162,7 @@ def _job_routes(api: FastAPI, queue: JobQueue) -> None:
     @api.get("/v1/jobs")
     def list_jobs(
         limit: int = Query(20, ge=1, le=200),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
         status: Literal[STATUSES] | None = Query(None),
     ):  # type: ignore[valid-type]
         """Jobs, newest first."""
@@ -213,9 +192,14 @@ def _job_routes(api: FastAPI, queue: JobQueue) -> None:
             while queue.changes == seen and time.monotonic() < deadline and not queue.stopping.is_set():
                 await asyncio.sleep(0.02)  # no database reads until some job has ended
 
-    @api.delete("/v1/jobs/{job_id}")
-    def cancel_job(job_id: str):
-        """Cancel a queued or running job (a running one stops within one denoising step)."""
+    @api.delete("/v1/jobs/{job_id}", responses={204: {"description": "Deleted (with ?purge=true)"}})
+    def cancel_job(job_id: str, purge: bool = False):
+        """Cancel a queued or running job (a running one stops within one denoising step); with
+        `?purge=true`, delete any job: its record and its video files."""
+        if purge:
+            if not queue.delete(_job_id(job_id)):
+                raise HTTPException(404, f"no job {job_id}")
+            return Response(status_code=204)
         job = queue.cancel(_job_id(job_id))
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
@@ -260,7 +244,7 @@ def _file_and_health_routes(api: FastAPI, queue: JobQueue) -> None:
         )
 
     @api.get("/healthz")
-    def healthz():
+    async def healthz():  # on the event loop: answers while every worker thread is busy
         """The process answers."""
         return {"status": "ok"}
 

@@ -148,7 +148,8 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
     with gr.Blocks(title="t2v") as demo:
         gr.Markdown(
             f"# t2v: text to video\nModel: `{queue.model or 't2v-shapes (embedded)'}` on `{queue.device}`. "
-            "Jobs run one at a time on this device; the REST API is at [/docs](/docs)."
+            "Jobs run one at a time on this device; the REST API is under `/v1` "
+            "(described in [/openapi.json](/openapi.json))."
         )
         with gr.Tab("Text to video"):
             with gr.Row():

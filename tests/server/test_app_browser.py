@@ -41,6 +41,7 @@ def browser():
         "--disable-extensions",
     ):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console: CSP violations show there
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # no Selenium Manager, no download
     driver.set_page_load_timeout(60)
     try:
@@ -87,6 +88,8 @@ def generate_in_browser(browser, tmp_path, model):
         assert state["ready"] >= 2 and state["duration"] > 0 and not state["error"], state
         assert state["w"] > 0 and state["h"] > 0, state
         assert browser.execute_script("return arguments[0].play().then(() => true, () => false)", video)
+        blocked = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+        assert not blocked, blocked[:3]  # the server's CSP lets the whole page work
         link = browser.find_element(By.CSS_SELECTOR, "#t2v-download")
         assert link.get_attribute("href").endswith("/video?download=1")
         jobs = httpx.get(srv.url + "/v1/jobs", timeout=30).json()["jobs"]  # the page's job is in the API's queue

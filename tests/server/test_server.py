@@ -185,7 +185,7 @@ def test_unknown_jobs_and_paths(client):
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     assert client.get("/openapi.json").json()["paths"]["/v1/jobs"]["post"]
-    assert client.get("/docs").status_code == 200
+    assert client.get("/docs").status_code == 404  # Swagger UI would load from a CDN: off (see docs/server.md)
 
 
 def test_list_is_paginated(client):
@@ -283,7 +283,13 @@ def test_web_app_submits_to_the_same_queue(server, client):
 @pytest.fixture(scope="module")
 def guarded(tiny_model, tmp_path_factory):
     srv = Server(
-        tmp_path_factory.mktemp("guarded") / "data", tiny_model, "--max-queue", "2", env={"T2V_API_TOKEN": "s3cret"}
+        tmp_path_factory.mktemp("guarded") / "data",
+        tiny_model,
+        "--max-queue",
+        "2",
+        "--allowed-host",
+        "t2v.example",
+        env={"T2V_API_TOKEN": "s3cret"},
     )
     try:
         yield srv.start()
@@ -313,6 +319,9 @@ def test_token_required_everywhere(guarded):
             and "HttpOnly" in r.headers["set-cookie"]
         )
         assert anon.get("/v1/jobs").status_code == 200  # the cookie jar now has it
+        assert anon.get("/v1/jobs", headers={"Host": "t2v.example"}).status_code == 200  # --allowed-host
+        assert anon.get("/v1/jobs", headers={"Host": "other.example"}).status_code == 400
+    assert "s3cret" not in guarded.log_text() and "token=***" in guarded.log_text()  # never in the access log
     with httpx.Client(base_url=guarded.url, timeout=30, headers={"Authorization": "Bearer s3cret"}) as c:
         done = wait(c, submit(c, prompt=PROMPT, **FAST)["id"])
         assert done["status"] == "succeeded" and c.get(done["video_url"]).status_code == 200
