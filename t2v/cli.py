@@ -274,6 +274,11 @@ def eval_(
     output: Path = typer.Option(Path("eval"), "-o", "--output", help="Directory for eval.json and eval.md."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory (default: the embedded model)."),
     prompts: int = typer.Option(48, "--prompts", help="Prompts per set (seen, held-out, novel phrasing); 0 skips."),
+    split: list[str] = typer.Option(
+        [],
+        "--split",
+        help="A prompt set to run, repeatable: seen, held_out, novel, validation (default: seen, held_out, novel).",
+    ),
     seeds: int = typer.Option(2, "--seeds", help="Seeds per prompt."),
     storyboards: int = typer.Option(
         0, "--storyboards", help="Also judge N 4-scene storyboards (16 frames a scene) and their jumps."
@@ -311,7 +316,15 @@ def eval_(
     ),
 ):
     """Measure prompt adherence of a Shapes-world model by analysing the frames it generates."""
-    from t2v.eval.run import eval_prompts, evaluate, evaluate_long, evaluate_storyboards, write_report
+    from t2v.eval.run import (
+        DEFAULT_SPLITS,
+        SPLITS,
+        eval_prompts,
+        evaluate,
+        evaluate_long,
+        evaluate_storyboards,
+        write_report,
+    )
     from t2v.models.defaults import SCENE_MOTIONS
     from t2v.pipelines.text_to_video import load_pipeline
 
@@ -320,6 +333,8 @@ def eval_(
             "--prompts/--storyboards/--long must be >= 0, --seeds/--batch-size >= 1; "
             f"got {prompts}, {storyboards}, {long}, {seeds}, {batch_size}"
         )
+    if not set(split) <= set(SPLITS):
+        fail(f"--split must be one of {', '.join(SPLITS)}, got {', '.join(s for s in split if s not in SPLITS)}")
     if storyboard_backgrounds not in ("mixed", "shared", "both"):
         fail(f"--storyboard-backgrounds must be mixed, shared or both, got {storyboard_backgrounds!r}")
     if scene_frames < 1:
@@ -347,7 +362,12 @@ def eval_(
     report = {"results": [], "summary": {}}
     if prompts:
         report = evaluate(
-            pipe, eval_prompts(prompts), seeds=tuple(range(seeds)), batch_size=batch_size, regions=regions, **gen
+            pipe,
+            eval_prompts(prompts, splits=tuple(split) or DEFAULT_SPLITS),
+            seeds=tuple(range(seeds)),
+            batch_size=batch_size,
+            regions=regions,
+            **gen,
         )
     longer = {**gen, "scene_motion": scene_motion}
     if storyboards and storyboard_backgrounds in ("mixed", "both"):

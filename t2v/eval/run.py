@@ -2,11 +2,12 @@
 
     t2v eval -o eval/ --prompts 48 --seeds 2
 
-Three prompt sets, each from Shapes-world scenes whose ground truth is known:
-  seen      compositions the training data contains, in the grammar's canonical phrasing;
-  held_out  compositions never produced for training (purple triangles, orange objects moving up,
-            shrinking circles), canonical phrasing;
-  novel     seen compositions in phrasings the caption grammar never uses.
+Prompt sets, each from Shapes-world scenes whose ground truth is known:
+  seen        compositions the training data contains, in the captions' canonical phrasing;
+  held_out    compositions never produced for training (purple triangles, orange objects moving up,
+              shrinking circles), canonical phrasing;
+  novel       seen compositions in novel words, never trained on ("a crimson orb sinking");
+  validation  seen compositions in validation words, for choosing training settings (not run by default).
 Reports per-attribute and all-correct accuracy per set, plus temporal flicker, as JSON and Markdown.
 """
 
@@ -25,11 +26,19 @@ from t2v.eval.analyse import JUMP_EPS, analyse_video, flicker, frame_changes, ju
 from t2v.pipelines.long_video import LongVideoPipeline, Scene
 from t2v.pipelines.text_to_video import to_uint8
 from t2v.request import regions_fit
-from t2v.world import SceneSpec, canonical_caption, novel_caption, sample_scene, scene_to_dict
+from t2v.world import (
+    SceneSpec,
+    canonical_caption,
+    novel_caption,
+    sample_scene,
+    scene_to_dict,
+    validation_caption,
+)
 from t2v.world.layout import shapes_regions
 
 
-SPLITS = ("seen", "held_out", "novel")
+SPLITS = ("seen", "held_out", "novel", "validation")
+DEFAULT_SPLITS = ("seen", "held_out", "novel")
 ATTRIBUTES = ("color", "shape", "size", "motion", "count", "background", "all_correct")
 
 
@@ -40,18 +49,29 @@ class EvalPrompt:
     scene: SceneSpec
 
 
-def eval_prompts(n: int = 48, seed: int = 1234, p_two_objects: float = 0.25) -> list[EvalPrompt]:
-    """`n` prompts per split, deterministic from `seed` (independent of the training data's seeds)."""
+def eval_prompts(
+    n: int = 48, seed: int = 1234, p_two_objects: float = 0.25, splits: tuple[str, ...] = DEFAULT_SPLITS
+) -> list[EvalPrompt]:
+    """`n` prompts per split of `splits` (of SPLITS), in SPLITS order, deterministic from `seed` (independent of
+    the training data's seeds); each split's prompts are the same whichever other splits are asked for."""
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ValueError(f"splits must be among {SPLITS}, got {unknown}")
     rng = np.random.default_rng([seed, 7])
     prompts = []
     for _ in range(n):
         prompts.append(EvalPrompt("seen", *_canon(sample_scene(rng, split="train", p_two_objects=p_two_objects))))
     for _ in range(n):
         prompts.append(EvalPrompt("held_out", *_canon(sample_scene(rng, split="held_out"))))
+    phrasing = np.random.default_rng([seed, 9])  # the words apart: the scenes do not depend on the vocabulary
     for _ in range(n):
         scene = sample_scene(rng, split="train", p_two_objects=p_two_objects)
-        prompts.append(EvalPrompt("novel", novel_caption(scene, rng), scene))
-    return prompts
+        prompts.append(EvalPrompt("novel", novel_caption(scene, phrasing), scene))
+    rng, phrasing = np.random.default_rng([seed, 8]), np.random.default_rng([seed, 10])
+    for _ in range(n if "validation" in splits else 0):
+        scene = sample_scene(rng, split="train", p_two_objects=p_two_objects)
+        prompts.append(EvalPrompt("validation", validation_caption(scene, phrasing), scene))
+    return [p for p in prompts if p.split in splits]
 
 
 def _canon(scene: SceneSpec) -> tuple[str, SceneSpec]:

@@ -1,6 +1,6 @@
 """The synthetic Shapes world: scenes, rendering, captions and a torch dataset."""
 
-from t2v.world.captions import GRAMMAR_WORDS, canonical_caption, caption, novel_caption
+from t2v.world.captions import GRAMMAR_WORDS, canonical_caption, caption, novel_caption, validation_caption
 from t2v.world.dataset import ShapesWorldDataset
 from t2v.world.sample import write_samples
 from t2v.world.shapes import (
@@ -43,5 +43,6 @@ __all__ = [
     "scene_is_held_out",
     "scene_to_dict",
     "trajectories",
+    "validation_caption",
     "write_samples",
 ]

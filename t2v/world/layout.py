@@ -10,7 +10,9 @@ cross-attention hears each object's words only in its band (t2v.pipelines.region
     >>> [r.text for r in regions]
     ['a red square moving right', 'a blue circle growing']
 
-Prompts that do not name exactly two objects (a colour word each) give None.
+Prompts are read with the caption vocabulary of all three sets (t2v.world.captions: training,
+validation and novel words), so "a crimson orb sinking and a teal tile growing over a jet black
+backdrop" is laid out too. Prompts that do not name exactly two objects (a colour each) give None.
 """
 
 from __future__ import annotations
@@ -20,38 +22,50 @@ import re
 import torch
 
 from t2v.pipelines.regions import Region, band_masks
-from t2v.world.captions import DIRECTIONS, NOVEL_MOTIONS
-from t2v.world.shapes import BACKGROUNDS, COLORS
+from t2v.world.captions import BACKGROUND_FRAMES, DIRECTION_WORDS, LEADS, mentions, pattern
+from t2v.world.shapes import COLORS
 
 
-_BACKGROUND = re.compile(rf"(,| on an?| against an?| over an?) ({'|'.join(BACKGROUNDS)}) (background|backdrop)\s*$")
-_OBJECT_SPLIT = re.compile(r",? and (?=an? )")  # "... and a blue circle", not "... and it rises"
-_LEAD = re.compile(r"^(there is |a clip of )")
+def _spaced(text: str) -> str:
+    """`text` as a regular expression matching itself with any run of spaces between words."""
+    return re.escape(text).replace(re.escape(" "), r"\s+")
 
 
-def _motion_words(axis: tuple[str, ...]) -> set[str]:
-    words = set()
-    for motion in axis:
-        words |= {w for phrase in DIRECTIONS[motion] for w in phrase.split()} - {"to", "the"}
-        words |= {w for pair in NOVEL_MOTIONS[motion] for phrase in pair for w in phrase.split()} - {"to", "the"}
-    return words
+def _frame(frame: str) -> str:
+    """A background frame of the captions (" on {a} background") as a regular expression."""
+    background = f"(?:{pattern('background')})"
+    rx = _spaced(frame.strip(", ")).replace(re.escape("{a}"), rf"(?:an?\s+)?{background}")
+    return rx.replace(re.escape("{w}"), background)
 
 
-VERTICAL_WORDS = _motion_words(("up", "down"))
-HORIZONTAL_WORDS = _motion_words(("left", "right"))
+_FRAMES = "|".join(_frame(f) for frames in BACKGROUND_FRAMES for f in frames)
+_BACKGROUND_END = re.compile(rf"(?:,\s*|\s+)(?:{_FRAMES})\s*$")  # "..., on a black background"
+_BACKGROUND_START = re.compile(rf"^(?:{_FRAMES})\s*,\s*")  # "black background, ..."
+_LEADS = sorted({lead for leads in LEADS for lead in leads if lead} | {"there are"}, key=len, reverse=True)
+_LEAD = re.compile(rf"^(?:{'|'.join(map(_spaced, _LEADS))})\s+")
+_OBJECT_SPLIT = re.compile(r"(?:,?\s+and|,|\s+while)\s+(?=an?\s)")  # "... and a blue circle", not "... and it rises"
+_DIRECTION_OF = {w: m for m, phrases in DIRECTION_WORDS.items() for w in phrases if " " not in w}  # "leftwards"
 
 
 def object_phrases(prompt: str) -> list[str]:
     """The object phrases of a Shapes-world prompt, in order (background phrase left out)."""
-    text = _BACKGROUND.sub("", prompt.strip().lower())
+    text = prompt.strip().lower().rstrip(".!")
+    text = _BACKGROUND_START.sub("", _BACKGROUND_END.sub("", text))
     text = _LEAD.sub("", text)
     return [p.strip() for p in _OBJECT_SPLIT.split(text) if p.strip()]
 
 
+def _motions(phrase: str) -> set[str]:
+    """The motions a phrase names, by a motion phrase ("sinks", "gliding left") or a direction word alone."""
+    return set(mentions(phrase, "motion")) | {
+        _DIRECTION_OF[w] for w in re.findall(r"[a-z]+", phrase) if w in _DIRECTION_OF
+    }
+
+
 def _direction(phrases: list[str]) -> str:
     """The band direction `shapes_regions` uses: rows when an object moves sideways (and none vertically)."""
-    words = {w for p in phrases for w in re.findall(r"[a-z]+", p)}
-    return "rows" if words & HORIZONTAL_WORDS and not words & VERTICAL_WORDS else "columns"
+    motions = set().union(*map(_motions, phrases))
+    return "rows" if motions & {"left", "right"} and not motions & {"up", "down"} else "columns"
 
 
 def _texts(prompt: str, phrases: list[str]) -> list[str]:
@@ -65,11 +79,11 @@ def _texts(prompt: str, phrases: list[str]) -> list[str]:
 
 
 def _two_objects(phrases: list[str]) -> bool:
-    return len(phrases) == 2 and all(sum(w in COLORS for w in p.split()) == 1 for p in phrases)
+    return len(phrases) == 2 and all(len(set(mentions(p, "color"))) == 1 for p in phrases)
 
 
 def has_layout(prompt: str | None) -> bool:
-    """Whether `shapes_regions` lays the prompt out: two object phrases joined by "and", a colour each."""
+    """Whether `shapes_regions` lays the prompt out: two object phrases ("and", ",", "while"), a colour each."""
     return prompt is not None and _two_objects(object_phrases(prompt))
 
 
@@ -93,10 +107,10 @@ def clip_regions(caption: str, scene: dict, video) -> list[Region] | None:
     frames, _, height, width = video.shape
     boxes = []  # (x_min, x_max, y_min, y_max) of each object's pixels over the whole clip
     for p in phrases:
-        colors = [w for w in p.split() if w in COLORS]
+        colors = set(mentions(p, "color"))
         if len(colors) != 1:
             return None
-        rgb = torch.tensor(COLORS[colors[0]], dtype=video.dtype) / 127.5 - 1
+        rgb = torch.tensor(COLORS[colors.pop()], dtype=video.dtype) / 127.5 - 1
         hit = ((video - rgb[:, None, None]).abs().amax(1) < 0.02).any(0)  # [H, W]
         if not hit.any():
             return None

@@ -8,7 +8,8 @@ import pytest
 
 from t2v.eval.run import eval_prompts, evaluate, write_report
 from t2v.models.defaults import ModelDefaults
-from t2v.world import GRAMMAR_WORDS, render, scene_is_held_out
+from t2v.world import render, scene_is_held_out
+from t2v.world.captions import NOVEL_WORDS, VALIDATION_WORDS, words
 
 
 def test_prompt_sets():
@@ -16,10 +17,31 @@ def test_prompt_sets():
     assert [p.split for p in prompts] == ["seen"] * 10 + ["held_out"] * 10 + ["novel"] * 10
     assert all(not scene_is_held_out(p.scene) for p in prompts if p.split != "held_out")
     assert all(scene_is_held_out(p.scene) for p in prompts if p.split == "held_out")
-    assert all(
-        set(p.prompt.split()) - GRAMMAR_WORDS for p in prompts if p.split == "novel"
-    )  # words the grammar never uses
+    for p in prompts:
+        held = words(p.prompt) & (VALIDATION_WORDS | NOVEL_WORDS)
+        assert held <= NOVEL_WORDS and bool(held) == (p.split == "novel"), p.prompt  # novel words, never trained on
     assert eval_prompts(10, seed=3) == prompts and eval_prompts(10, seed=4) != prompts
+
+
+def test_validation_prompts():
+    both = eval_prompts(10, seed=3, splits=("validation", "novel"))
+    assert [p.split for p in both] == ["novel"] * 10 + ["validation"] * 10  # in SPLITS order
+    assert both[:10] == eval_prompts(10, seed=3)[20:]  # a split's prompts do not depend on the others asked for
+    validation = eval_prompts(10, seed=3, splits=("validation",))
+    assert validation == both[10:] and not any(scene_is_held_out(p.scene) for p in validation)
+    for p in validation:
+        assert words(p.prompt) & VALIDATION_WORDS and not words(p.prompt) & NOVEL_WORDS, p.prompt
+    with pytest.raises(ValueError, match="splits"):
+        eval_prompts(2, splits=("seen", "test"))
+
+
+def test_cli_eval_refuses_an_unknown_split():
+    from typer.testing import CliRunner
+
+    from t2v.cli import app
+
+    r = CliRunner().invoke(app, ["eval", "--split", "novel", "--split", "test"])
+    assert r.exit_code == 2 and "--split must be one of" in r.output and "test" in r.output
 
 
 class Oracle:

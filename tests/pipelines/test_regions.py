@@ -283,6 +283,7 @@ def test_clip_regions_give_each_phrase_the_band_of_its_object():
     import json
 
     from t2v.world import COLORS, ShapesWorldDataset
+    from t2v.world.captions import mentions
     from t2v.world.layout import clip_regions
 
     ds = ShapesWorldDataset(40, seed=3, num_frames=6, height=32, width=32, p_two_objects=0.7)
@@ -296,7 +297,7 @@ def test_clip_regions_give_each_phrase_the_band_of_its_object():
             continue
         assert regions is not None and [r.text in item["caption"] for r in regions] == [True, True]
         for r in regions:
-            color = next(w for w in r.text.split() if w in COLORS)
+            (color,) = set(mentions(r.text, "color"))  # colour words of any caption set ("scarlet")
             rgb = torch.tensor(COLORS[color]) / 127.5 - 1
             pixels = (item["video"] - rgb[:, None, None]).abs().amax(1) < 0.02  # [F, H, W]
             assert pixels.any() and r.mask.bool()[pixels].all(), (

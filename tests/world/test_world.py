@@ -27,6 +27,7 @@ from t2v.world import (
     scene_is_held_out,
     scene_to_dict,
     trajectories,
+    validation_caption,
     write_samples,
 )
 from t2v.world import captions as cap
@@ -236,30 +237,109 @@ def test_two_objects_never_overlap_and_stay_inside():
 
 # --- captions ---
 
-SYNONYMS = {"circle": ("circle", "ball", "disk"), "square": ("square", "box"), "triangle": ("triangle",)}
+CAPTIONS = {"train": caption, "validation": validation_caption, "novel": novel_caption}
+HELD = {"validation": cap.VALIDATION_WORDS, "novel": cap.NOVEL_WORDS}
 
 
-def test_caption_mentions_attributes():
-    r = rng(2)
-    for _ in range(1000):
-        scene = sample_scene(r, p_two_objects=0.5)
-        text = caption(scene, r)
-        assert text == text.lower() and (text.startswith("a ") or text.startswith("an "))
-        for o in scene.objects:
-            assert o.color in text
-            assert any(w in cap.words(text) for w in SYNONYMS[o.shape])
-        if " background" in text:
-            assert text.endswith(f"on a {scene.background} background")
-        assert text.count(" and ") == len(scene.objects) - 1
-        assert cap.words(text) <= GRAMMAR_WORDS
+def captions_of(name, seed, n=3000):
+    r = rng(seed)
+    scenes = [sample_scene(r, p_two_objects=0.5) for _ in range(n)]
+    return [(s, CAPTIONS[name](s, r)) for s in scenes]
 
 
-def test_caption_varies():
+def test_vocabularies_are_disjoint_and_named():
+    sets = (cap.TRAIN_WORDS, cap.VALIDATION_WORDS, cap.NOVEL_WORDS)
+    assert all(not a & b for i, a in enumerate(sets) for b in sets[i + 1 :])
+    assert cap.TRAIN_WORDS <= GRAMMAR_WORDS and not (cap.VALIDATION_WORDS | cap.NOVEL_WORDS) & GRAMMAR_WORDS
+    assert {"crimson", "teal", "sinking", "travelling", "orb", "dot", "tile", "wedge", "motionless"} <= cap.NOVEL_WORDS
+    assert {"big", "tiny", "huge", "rising", "falling", "heading", "expanding", "there"} <= cap.TRAIN_WORDS
+    for split, held in ((cap.VALIDATION, cap.VALIDATION_WORDS), (cap.NOVEL, cap.NOVEL_WORDS)):
+        for phrase in cap.split_phrases(split):  # every held-out phrase has a word of its own set
+            assert cap.words(phrase) & held, phrase
+    for kind, table in cap.VOCABULARY.items():
+        assert set(table) == set(
+            {"color": COLORS, "background": BACKGROUNDS, "shape": SHAPES, "size": SIZES}.get(kind, MOTIONS)
+        )
+        for concept, sets_ in table.items():
+            assert all(sets_), (kind, concept)  # words in each of the three sets
+            for p in (x for s in sets_ for pair in s for x in ((pair,) if isinstance(pair, str) else pair)):
+                assert cap.mentions(p, kind) == [concept], p  # each phrase names its concept, and only it
+                others = {"background"} if kind == "color" else {"color"} if kind == "background" else set()
+                for other in set(cap.VOCABULARY) - {kind} - others:
+                    assert not cap.mentions(p, other), (p, other)
+
+
+def test_caption_keeps_to_the_training_words():
+    texts = captions_of("train", 9, 6000)
+    held = cap.VALIDATION_WORDS | cap.NOVEL_WORDS
+    for _, text in texts:
+        assert cap.words(text) <= GRAMMAR_WORDS and not cap.words(text) & held, text
+    synonyms = {w for sets in cap.COLOR_WORDS.values() for p in sets[cap.TRAIN] for w in cap.words(p)} - set(COLORS)
+    plain_colours = np.mean([not cap.words(text) & synonyms for _, text in texts])
+    assert 0.35 < plain_colours < 0.7, plain_colours  # the canonical colour words stay frequent, synonyms too
+    assert 0.3 < np.mean([text.startswith("a ") and " that " not in text for _, text in texts]) < 0.8
+
+
+@pytest.mark.parametrize("name", ["validation", "novel"])
+def test_held_out_captions_have_their_own_words(name):
+    other = HELD["novel" if name == "validation" else "validation"]
+    for _, text in captions_of(name, 10):
+        assert cap.words(text) & HELD[name] and not cap.words(text) & other, text
+        assert cap.words(text) - GRAMMAR_WORDS, text
+
+
+@pytest.mark.parametrize("name", list(CAPTIONS))
+def test_captions_describe_their_scene(name):
+    for scene, text in captions_of(name, 11):
+        objs = scene.objects
+        assert text == text.lower() and "  " not in text and not text.endswith((",", " "))
+        assert sorted(cap.mentions(text, "shape")) == sorted(o.shape for o in objs), text
+        assert sorted(cap.mentions(text, "motion")) == sorted(o.motion for o in objs), text
+        colors = set(cap.mentions(text, "color"))
+        assert {o.color for o in objs} <= colors <= {o.color for o in objs} | {scene.background}, text
+        assert set(cap.mentions(text, "size")) <= {o.size for o in objs}, text
+        assert set(cap.mentions(text, "background")) <= {scene.background} | {o.color for o in objs}, text
+
+
+def test_captions_fit_the_text_encoder():
+    """The embedded model's tokenizer keeps MINILM_MAX_TOKENS tokens: no caption is cut."""
+    from pathlib import Path
+
+    from transformers import BertTokenizerFast
+
+    import t2v
+    from t2v.models.text_encoders import MINILM_MAX_TOKENS
+
+    tokenizer = BertTokenizerFast.from_pretrained(Path(t2v.__file__).parent / "models" / "default" / "tokenizer")
+    for name in CAPTIONS:
+        texts = [text for _, text in captions_of(name, 12, 2000)]
+        assert max(len(ids) for ids in tokenizer(texts)["input_ids"]) <= MINILM_MAX_TOKENS
+
+
+def test_caption_varies_and_is_deterministic():
     scene = SceneSpec("black", (ObjectSpec("circle", "red", "small", "right"),))
-    texts = {caption(scene, rng(i)) for i in range(300)}
-    assert "a small red ball sliding to the right on a black background" in texts
-    assert len(texts) > 20
+    texts = {caption(scene, rng(i)) for i in range(400)}
+    assert "a small red ball sliding to the right on a black background" in texts  # the plain grammar
+    assert len(texts) > 200
+    assert any("scarlet" in t for t in texts) and any(t.startswith("there is") for t in texts)
     assert any("small" not in t for t in texts) and any("background" not in t for t in texts)
+    for f in CAPTIONS.values():
+        assert f(scene, rng(3)) == f(scene, rng(3))
+
+
+def test_vocabulary_summary():
+    summary = cap.vocabulary_summary()
+    assert {"color", "background", "shape", "size", "motion", "verb", "direction", "lead"} <= set(summary)
+    assert set(summary["color"]) == set(COLORS) and set(summary["motion"]) == set(MOTIONS)
+    assert summary["color"]["red"]["novel"] == ["crimson", "blood red"]
+    assert (
+        "sinking" in summary["motion"]["down"]["novel"]
+        and "travelling" in summary["verb"]["left, right, up, down"]["novel"]
+    )
+    for kind in ("color", "background", "shape", "size", "motion"):
+        for entry in summary[kind].values():
+            for split, held in HELD.items():
+                assert all(cap.words(p) & held for p in entry[split])
 
 
 def test_canonical_caption():
@@ -273,31 +353,8 @@ def test_canonical_caption():
         == "a blue square growing and a large orange triangle standing still on a white background"
     )
     r = rng(4)
-    for _ in range(200):  # canonical phrasings belong to the grammar's vocabulary
+    for _ in range(200):  # canonical phrasings belong to the training vocabulary
         assert cap.words(canonical_caption(sample_scene(r, p_two_objects=0.5))) <= GRAMMAR_WORDS
-
-
-def test_novel_captions_never_produced_by_grammar():
-    novel_words = set()
-    for table in (cap.NOVEL_NOUNS, cap.NOVEL_SIZES, cap.NOVEL_MOTIONS):
-        for v in table.values():
-            novel_words |= cap.words(str(v))
-    for t in cap.NOVEL_TEMPLATES:
-        novel_words |= cap.words(t.replace("{objs}", "").replace("{bg}", ""))
-    distinctive = novel_words - GRAMMAR_WORDS
-    assert {"tiny", "heading", "rising", "motionless", "expanding", "dwindling", "backdrop", "there"} <= distinctive
-    r = rng(9)
-    grammar_texts = set()
-    for _ in range(3000):
-        text = caption(sample_scene(r, p_two_objects=0.5), r)
-        assert not cap.words(text) & distinctive, text
-        grammar_texts.add(text)
-    for _ in range(1000):
-        scene = sample_scene(r, p_two_objects=0.5)
-        text = novel_caption(scene, r)
-        assert cap.words(text) - GRAMMAR_WORDS, text  # always has a word the grammar never emits
-        assert text not in grammar_texts
-        assert all(o.color in text for o in scene.objects) and scene.background in text
 
 
 # --- dataset and sample writer ---
@@ -311,7 +368,7 @@ def test_dataset_items():
     assert v.dtype == torch.float32 and v.shape == (8, 3, 32, 48)
     assert v.min() >= -1 and v.max() <= 1 and v.min() < 0 < v.max()
     scene = scene_from_dict(json.loads(item["scene"]))
-    assert all(o.color in item["caption"] for o in scene.objects)
+    assert {o.color for o in scene.objects} <= set(cap.mentions(item["caption"], "color"))
     bg = torch.tensor(BACKGROUNDS[scene.background], dtype=torch.float32) / 127.5 - 1
     assert torch.allclose(v[0, :, 0, 0], bg)
     again = ShapesWorldDataset(20, seed=3, num_frames=8, height=32, width=48)[5]
@@ -336,4 +393,4 @@ def test_write_samples(tmp_path):
         frames = iio.imread(p)
         assert frames.shape[:3] == (4, 32, 32)
         scene = scene_from_dict(line["scene"])
-        assert all(o.color in line["caption"] for o in scene.objects)
+        assert {o.color for o in scene.objects} <= set(cap.mentions(line["caption"], "color"))
