@@ -37,6 +37,11 @@ def fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
+def _warn(messages) -> None:
+    for message in messages:
+        typer.echo(f"warning: {message}", err=True)
+
+
 def _version(value: bool):
     if value:
         typer.echo(f"t2v {t2v.__version__}")
@@ -129,6 +134,7 @@ def generate(
         result = run_generate(request)
     except ValueError as e:  # bad input, unknown model, unwritable output: one line, no traceback
         fail(str(e))
+    _warn(result.warnings)
     typer.echo(
         f"wrote {result.path} ({result.num_frames} frames, {result.width}x{result.height}, "
         f"{result.fps:g} fps, seed {result.seed})"
@@ -208,6 +214,7 @@ def story(
         result = run_generate(request)
     except ValueError as e:
         fail(str(e))
+    _warn(result.warnings)
     typer.echo(
         f"wrote {result.path} ({len(board.scenes)} scenes, {result.num_frames} frames, "
         f"{result.width}x{result.height}, {result.fps:g} fps, seed {result.seed})"

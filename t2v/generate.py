@@ -7,10 +7,12 @@ frames exist.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from t2v.models.defaults import PromptWarning
 from t2v.models.loading import parse_dtype, pick_device
 from t2v.pipelines.long_video.pipeline import LongVideoPipeline
 from t2v.pipelines.text_to_video import load_pipeline, to_uint8
@@ -26,6 +28,7 @@ class GenerateResult:
     height: int
     width: int
     fps: float
+    warnings: tuple[str, ...] = ()  # what the model could not draw (PromptWarning), for the user
 
 
 _cache: dict[tuple, object] = {}
@@ -53,18 +56,26 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
     pipe = get_pipeline(req.model, device, req.dtype)
     req = req.resolve(pipe)
     pipe.set_progress_bar_config(disable=not req.progress)
-    callback = (lambda i, n, _latents: on_step(i + 1, n)) if on_step else None
+    callback = None
+    if on_step:  # diffusers' step-end hook; raising from on_step stops the generation
+
+        def callback(pipeline, i, _t, _tensors):
+            on_step(i + 1, pipeline.num_timesteps)
+            return {}
 
     # 3. Generate (in windows or keyframes past the model's length, or scene by scene), then write atomically
     model_scheduler = pipe.scheduler  # the cached pipeline goes back to the model's own solver afterwards
     if req.scheduler:
         pipe.set_scheduler(req.scheduler)
     try:
-        frames = _generate(pipe, req, callback)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PromptWarning)
+            frames = _generate(pipe, req, callback)
     finally:
         pipe.scheduler = model_scheduler
     write_video(path, to_uint8(frames), fps=req.fps, overwrite=req.overwrite)
-    return GenerateResult(path, req.seed, len(frames), req.height, req.width, req.fps)
+    said = tuple(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, PromptWarning)))
+    return GenerateResult(path, req.seed, len(frames), req.height, req.width, req.fps, said)
 
 
 def _generate(pipe, req: GenerateRequest, callback):

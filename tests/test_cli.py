@@ -370,3 +370,17 @@ def test_cli_story_and_long_generate(model_dir, tmp_path):
         and "scene 1: 'frames' must be >= 1, got 0" in r.output
         and not (tmp_path / "bad.mp4").exists()
     )
+
+
+def test_a_prompt_the_model_cannot_draw_gets_a_warning(tmp_path, bert_pipe):
+    from t2v.models.defaults import ModelDefaults
+
+    bert_pipe.defaults = ModelDefaults(regions="shapes")  # the Shapes world's planner knows what it draws
+    model = loading.save_model(bert_pipe, tmp_path / "m")
+    r = runner.invoke(app, ["generate", "a dog running", "-o", str(tmp_path / "o.mp4"), "--model", str(model), *FAST])
+    assert r.exit_code == 0 and "warning: this model draws only coloured circles" in r.stderr
+    assert "'a dog running' names none of its shapes" in r.stderr and (tmp_path / "o.mp4").is_file()
+    r = runner.invoke(
+        app, ["generate", "a teal box rising", "-o", str(tmp_path / "p.mp4"), "--model", str(model), *FAST]
+    )
+    assert r.exit_code == 0 and "warning" not in r.stderr

@@ -8,8 +8,9 @@ every pipeline built from the same components; every door (CLI, job server, web 
 reads them from there.
 
 Regions are planned by a named planner: a module with `has_layout(prompt) -> bool`,
-`plan_regions(prompt, num_frames, height, width) -> list[Region] | None` and `LAYOUT_HELP` (what
-a prompt needs for regions). The embedded model names
+`plan_regions(prompt, num_frames, height, width) -> list[Region] | None`, `LAYOUT_HELP` (what
+a prompt needs for regions) and `prompt_warning(prompt) -> str | None` (what the model cannot draw,
+emitted as a `PromptWarning` by the pipelines). The embedded model names
 "shapes" (its world's caption grammar, `t2v.world.layout`), so only its defaults reach the world.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import warnings
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -26,19 +28,24 @@ SCENE_MOTIONS = ("keyframes", "windows")
 REGION_PLANNERS = {"shapes": "t2v.world.layout"}  # name in t2v_model.json -> module
 
 
+class PromptWarning(UserWarning):
+    """A prompt this model cannot draw (it names nothing the model knows)."""
+
+
 @dataclass(frozen=True)
 class ModelDefaults:
     """Recommended settings; the field defaults are the fallbacks for models that do not say.
 
-    num_frames: the native clip length (windows and keyframes are this long). guidance_scale: 9, as
-    ModelScope recommends. scene_motion: how a scene longer than a clip is drawn ("windows" for
-    models whose clips show ongoing motion; "keyframes" for models whose motion spans the clip).
+    num_frames: the native clip length (windows and keyframes are this long). num_inference_steps:
+    50 and guidance_scale: 9, as in diffusers' ModelScope pipeline. scene_motion: how a scene longer
+    than a clip is drawn ("windows" for models whose clips show ongoing motion; "keyframes" for
+    models whose motion spans the clip).
     transition_frames: frames blended across a storyboard cut, or "auto". regions: the name of a
     region planner (`REGION_PLANNERS`), or None for a model without one.
     """
 
     num_frames: int = 16
-    num_inference_steps: int = 25
+    num_inference_steps: int = 50  # diffusers' TextToVideoSDPipeline default
     guidance_scale: float = 9.0
     scene_motion: str = "windows"
     transition_frames: int | str = 8
@@ -76,3 +83,11 @@ class ModelDefaults:
     def region_planner(self) -> ModuleType | None:
         """The module that plans this model's regions (imported on first use), or None."""
         return None if self.regions is None else importlib.import_module(REGION_PLANNERS[self.regions])
+
+    def warn_about(self, prompts) -> None:
+        """A `PromptWarning` for each prompt the model's planner says it cannot draw."""
+        check = getattr(self.region_planner, "prompt_warning", None)
+        for prompt in [prompts] if isinstance(prompts, str) else prompts or ():
+            message = check(prompt) if check is not None and isinstance(prompt, str) else None
+            if message:
+                warnings.warn(message, PromptWarning, stacklevel=3)

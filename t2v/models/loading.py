@@ -110,6 +110,11 @@ def inspect_model_dir(path: str | Path, variant: str | None = None) -> ModelInfo
             raise ModelError(f"{path} lists component {name!r} but has no folder {folder}")
         files = [p.name for p in folder.iterdir()]
         suffix = f".{variant}.safetensors" if variant else ".safetensors"
+        if variant and not any(f".{variant}." in f for f in files):  # diffusers' words, then where
+            raise ModelError(
+                f"You are trying to load the model files of the `variant={variant}`, but no such modeling files "
+                f"are available: {folder} has no {suffix} weights"
+            )
         if not any(f.endswith(suffix) for f in files):
             pickled = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
             if pickled:

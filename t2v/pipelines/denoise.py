@@ -43,3 +43,12 @@ def scheduler_step(scheduler, noise_pred: torch.Tensor, t, latents: torch.Tensor
 
     latents = scheduler.step(as_images(noise_pred), t, as_images(latents), **step_kwargs).prev_sample
     return latents.reshape(b, n, c, h, w).permute(0, 2, 1, 3, 4)
+
+
+def step_end(pipe, callback_on_step_end, tensor_inputs, i: int, t, values: dict) -> dict:
+    """diffusers' step-end hook: `callback_on_step_end(pipe, step, timestep, callback_kwargs) -> dict` sees
+    the tensors named in `tensor_inputs`; those it returns replace the pipeline's (others are ignored)."""
+    if callback_on_step_end is None:
+        return values
+    outputs = callback_on_step_end(pipe, i, t, {k: values[k] for k in tensor_inputs}) or {}
+    return {**values, **{k: v for k, v in outputs.items() if k in values}}

@@ -22,6 +22,7 @@ Works with any UNet3DConditionModel (ModelScope included) and a fast tokenizer (
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -181,3 +182,12 @@ def regional_attention(unet, bias: torch.Tensor, masks: torch.Tensor, cfg: bool)
         modules = dict(unet.named_modules())
         for name, processor in originals.items():
             modules[name].set_processor(processor)
+
+
+def regions_in(unet, tokenizer, regions, prompt: str, latents: torch.Tensor, do_cfg: bool):
+    """Regional cross-attention in `unet` for a denoising loop over `latents` (a no-op without regions)."""
+    if regions is None:
+        return contextlib.nullcontext()
+    bias = token_biases(tokenizer, prompt, regions, tokenizer.model_max_length)
+    masks = latent_masks(regions, latents.shape[2], latents.shape[-2:]).to(latents.device)
+    return regional_attention(unet, bias.to(latents.device), masks, do_cfg)

@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 from dataclasses import dataclass
@@ -31,6 +30,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, UNet3DConditionModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.loaders import StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin
+from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, deprecation_utils, logging
 from diffusers.utils.torch_utils import randn_tensor
@@ -40,11 +42,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 import t2v.models.patch_vae  # noqa: F401  (diffusers loads a model's classes only from modules already imported)
 from t2v.models.defaults import ModelDefaults
 from t2v.models.loading import ModelError, parse_dtype, pick_device, prepare_model_dir, quiet
+from t2v.models.lora import lora_scale_of, with_adapters
 from t2v.models.temporal_position import add_frame_positions, frame_positions_kept
 from t2v.models.text_encoders import load_minilm
 
-from .denoise import guided_noise, scheduler_step
-from .regions import check_regions, latent_masks, regional_attention, token_biases
+from .denoise import guided_noise, scheduler_step, step_end
+from .prompts import as_list, check_negative, encode_prompt
+from .regions import check_regions, regions_in
 from .schedulers import make_scheduler
 
 
@@ -68,14 +72,16 @@ class TextToVideoPipelineOutput(BaseOutput):
     transition_frames: list[int | None] | None = None
 
 
-def _as_list(x) -> list | None:
-    return [x] if isinstance(x, str) else x
+class TextToVideoPipeline(
+    DiffusionPipeline, StableDiffusionMixin, TextualInversionLoaderMixin, StableDiffusionLoraLoaderMixin
+):
+    """diffusers' `TextToVideoSDPipeline`, maintained: the same components, call, `encode_prompt`,
+    callbacks, FreeU, fused QKV, LoRA and textual inversion loaders, plus t2v's model defaults
+    (`t2v_model.json`), `seed` and `regions` as keyword-only extras."""
 
-
-class TextToVideoPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->unet->vae"
-    # Saved as this class name so that diffusers (<= 0.42, deprecated pipeline), ComfyUI and other
-    # tools that know the ModelScope layout recognise our model directories.
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+    # saved as TextToVideoSDPipeline, so that diffusers, ComfyUI and other tools know our model directories
     compatible_class_names = ("TextToVideoSDPipeline", "TextToVideoPipeline")
 
     def __init__(
@@ -89,7 +95,7 @@ class TextToVideoPipeline(DiffusionPipeline):
     ):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
-        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 8
         self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
         self.vae_decode_chunk_size: int | None = None
         if defaults is not None:
@@ -106,7 +112,16 @@ class TextToVideoPipeline(DiffusionPipeline):
     def defaults(self, value: ModelDefaults) -> None:
         if not isinstance(value, ModelDefaults):
             raise ValueError(f"defaults must be a t2v.models.defaults.ModelDefaults, got {value!r}")
-        setattr(self.unet, DEFAULTS_ATTRIBUTE, value)
+        if self.unet is not None:
+            setattr(self.unet, DEFAULTS_ATTRIBUTE, value)
+
+    # diffusers' pipeline state, read by its callbacks (e.g. diffusers.callbacks.SDCFGCutoffCallback)
+    guidance_scale = property(lambda self: self._guidance_scale)
+    clip_skip = property(lambda self: self._clip_skip)
+    cross_attention_kwargs = property(lambda self: self._cross_attention_kwargs)
+    num_timesteps = property(lambda self: self._num_timesteps)
+    interrupt = property(lambda self: self._interrupt)
+    do_classifier_free_guidance = property(lambda self: self._guidance_scale > 1.0)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path=None, **kwargs):
@@ -133,7 +148,9 @@ class TextToVideoPipeline(DiffusionPipeline):
         except (OSError, ValueError, KeyError) as e:
             raise ModelError(f"could not load the model in {info.path}: {e}") from e
         dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
-        if dtype is not None and pipe.text_encoder is not None:
+        if isinstance(dtype, dict):  # a dtype per component, as diffusers takes it
+            dtype = dtype.get("text_encoder", dtype.get("default", torch.float32))
+        if dtype is not None and "text_encoder" in extra:  # ours is loaded outside diffusers
             pipe.text_encoder.to(dtype)
         pipe.defaults = defaults
         if info.meta.get("temporal_position"):  # frame positions in temporal attention (no weights of their own)
@@ -156,6 +173,31 @@ class TextToVideoPipeline(DiffusionPipeline):
     def set_use_memory_efficient_attention_xformers(self, valid: bool, attention_op=None) -> None:
         with frame_positions_kept(self.unet):
             super().set_use_memory_efficient_attention_xformers(valid, attention_op)
+
+    def fuse_qkv_projections(self, unet: bool = True, vae: bool = True) -> None:
+        """diffusers' fused query/key/value projections. A model with frame positions keeps its own
+        attention processors (same frames, unfused speed)."""
+        with frame_positions_kept(self.unet):
+            super().fuse_qkv_projections(unet=unet, vae=vae)
+
+    def unfuse_qkv_projections(self, unet: bool = True, vae: bool = True) -> None:
+        with frame_positions_kept(self.unet):
+            super().unfuse_qkv_projections(unet=unet, vae=vae)
+
+    def load_lora_weights(self, pretrained_model_name_or_path_or_dict, adapter_name=None, **kwargs) -> None:
+        """diffusers' LoRA loader (safetensors only), into the UNet and text encoder; then
+        `set_adapters`, `fuse_lora`, `unload_lora_weights` work as in diffusers. The strength of a
+        call: `cross_attention_kwargs={"scale": s}`."""
+        if kwargs.get("use_safetensors") is False or not str(kwargs.get("weight_name") or ".safetensors").endswith(
+            ".safetensors"
+        ):
+            raise ValueError("t2v loads safetensors weights only, never pickle (.bin, .pt, .ckpt)")
+        kwargs.pop("use_safetensors", None)
+        with_adapters(self.unet)
+        with frame_positions_kept(self.unet):
+            super().load_lora_weights(
+                pretrained_model_name_or_path_or_dict, adapter_name=adapter_name, use_safetensors=True, **kwargs
+            )
 
     def enable_vae_slicing(self, frames_per_chunk: int = 1) -> None:
         """Decode the latent video a few frames at a time: peak memory no longer grows with frames."""
@@ -191,30 +233,22 @@ class TextToVideoPipeline(DiffusionPipeline):
         output_type,
         latents=None,
         prompt_embeds=None,
+        negative_prompt_embeds=None,
+        callback_steps=1,
+        callback_on_step_end_tensor_inputs=None,
     ) -> None:
         """Raise `ValueError` naming the argument, its value and what is allowed."""
         if prompt is None and prompt_embeds is None:
-            raise ValueError("prompt is required: pass a non-empty string or a list of them")
+            raise ValueError("prompt is required: pass a non-empty string or a list of them (or prompt_embeds)")
         if prompt is not None:
             if prompt_embeds is not None:
                 raise ValueError("pass either prompt or prompt_embeds, not both")
             if not isinstance(prompt, (str, list)) or (isinstance(prompt, list) and not prompt):
                 raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-            for p in _as_list(prompt):
+            for p in as_list(prompt):
                 if not isinstance(p, str) or not p.strip():
                     raise ValueError(f"prompt must be a non-empty string, got {p!r}")
-        if negative_prompt is not None:
-            if not isinstance(negative_prompt, (str, list)) or not all(
-                isinstance(n, str) for n in _as_list(negative_prompt)
-            ):
-                raise ValueError(f"negative_prompt must be a string or a list of strings, got {negative_prompt!r}")
-            if isinstance(negative_prompt, list):
-                n_prompts = len(_as_list(prompt)) if prompt is not None else prompt_embeds.shape[0]
-                if len(negative_prompt) != n_prompts:
-                    raise ValueError(
-                        f"negative_prompt has {len(negative_prompt)} entries but prompt has {n_prompts}; "
-                        "pass one negative prompt per prompt, or a single string for all"
-                    )
+        check_negative(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds)
         if not isinstance(num_frames, int) or not 1 <= num_frames <= MAX_FRAMES:
             raise ValueError(f"num_frames must be an integer in [1, {MAX_FRAMES}], got {num_frames!r}")
         f = self.vae_scale_factor
@@ -235,56 +269,50 @@ class TextToVideoPipeline(DiffusionPipeline):
             )
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if not isinstance(callback_steps, int) or callback_steps < 1:
+            raise ValueError(f"callback_steps must be an integer >= 1, got {callback_steps!r}")
+        unknown = [k for k in callback_on_step_end_tensor_inputs or () if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs must be among {self._callback_tensor_inputs}, got {unknown}"
+            )
         if latents is not None:
-            n = len(_as_list(prompt)) if prompt is not None else prompt_embeds.shape[0]
+            n = len(as_list(prompt)) if prompt is not None else prompt_embeds.shape[0]
             expected = (n * num_videos_per_prompt, self.unet.config.in_channels, num_frames, height // f, width // f)
             if tuple(latents.shape) != expected:
                 raise ValueError(f"latents must have shape {expected}, got {tuple(latents.shape)}")
 
     # ------------------------------------------------------------------ steps
-    def _encode(self, texts: list[str], device: torch.device, max_length: int) -> torch.Tensor:
-        tokens = self.tokenizer(
-            texts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
-        )
-        n_full = len(self.tokenizer(texts, padding="longest", truncation=False).input_ids[0])
-        if n_full > max_length:
-            logger.warning(f"prompt truncated to the text encoder's {max_length} tokens")
-        mask = (
-            tokens.attention_mask.to(device)
-            if getattr(self.text_encoder.config, "use_attention_mask", False)
-            else None
-        )
-        return self.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
-
     @torch.no_grad()
     def encode_prompt(
         self,
-        prompt: str | list[str],
-        device: torch.device,
-        num_videos_per_prompt: int = 1,
+        prompt,
+        device,
+        num_images_per_prompt: int = 1,
         do_classifier_free_guidance: bool = True,
-        negative_prompt: str | list[str] | None = None,
+        negative_prompt=None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        lora_scale: float | None = None,
+        clip_skip: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token text embeddings [B * num_videos, T, D] for the prompt and the negative prompt.
-
-        Tokens are padded to the tokenizer's `model_max_length`; an attention mask is passed to the
-        encoder when its config sets `use_attention_mask` (as diffusers does).
-        """
-        prompts = _as_list(prompt)
-        max_length = self.tokenizer.model_max_length
-        if max_length > 4096:
-            raise ValueError(f"the tokenizer's model_max_length is {max_length}; set it in tokenizer_config.json")
-        dtype = self.text_encoder.dtype
-        embeds = self._encode(prompts, device, max_length).to(dtype).repeat_interleave(num_videos_per_prompt, dim=0)
-        negative = None
-        if do_classifier_free_guidance:
-            negatives = [""] * len(prompts) if negative_prompt is None else _as_list(negative_prompt)
-            if len(negatives) == 1 and len(prompts) > 1:
-                negatives = negatives * len(prompts)
-            negative = (
-                self._encode(negatives, device, max_length).to(dtype).repeat_interleave(num_videos_per_prompt, dim=0)
+        """Per-token text embeddings [B * num_images_per_prompt, T, D] for the prompt and, with guidance,
+        the negative prompt (t2v.pipelines.prompts.encode_prompt; diffusers' arguments and behaviour)."""
+        if lora_scale is not None:
+            self._lora_scale = lora_scale
+        with lora_scale_of(self.text_encoder, lora_scale):
+            prompt_embeds, negative_prompt_embeds = encode_prompt(
+                self,
+                prompt,
+                device,
+                num_images_per_prompt,
+                do_classifier_free_guidance,
+                negative_prompt,
+                prompt_embeds,
+                negative_prompt_embeds,
+                clip_skip,
             )
-        return embeds, negative
+        return prompt_embeds, negative_prompt_embeds
 
     def prepare_latents(self, batch_size, num_frames, height, width, dtype, device, generator, latents=None):
         f = self.vae_scale_factor
@@ -325,104 +353,121 @@ class TextToVideoPipeline(DiffusionPipeline):
     def __call__(
         self,
         prompt: str | list[str] | None = None,
-        negative_prompt: str | list[str] | None = None,
-        num_frames: int = 16,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 25,
+        num_frames: int = 16,
+        num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
-        num_videos_per_prompt: int = 1,
+        negative_prompt: str | list[str] | None = None,
+        eta: float = 0.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
-        seed: int | None = None,
         latents: torch.Tensor | None = None,
         prompt_embeds: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
-        eta: float = 0.0,
         output_type: str = "np",
         return_dict: bool = True,
-        callback_on_step_end: Callable[[int, int, torch.Tensor], None] | None = None,
-        cross_attention_kwargs: dict | None = None,
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        callback_steps: int = 1,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+        clip_skip: int | None = None,
+        callback_on_step_end: Callable[..., dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers' signature)
+        *,
+        num_videos_per_prompt: int = 1,
+        seed: int | None = None,
         regions: list | None = None,
     ):
-        """Generate videos from text.
+        """Generate videos from text. diffusers' `TextToVideoSDPipeline.__call__` arguments, in its order,
+        then t2v's keyword-only extras.
 
         Args:
-            prompt: what to show; a list makes a batch.
-            negative_prompt: what not to show (one string for all prompts, or one per prompt).
-            num_frames, height, width: video size; height and width default to the model's native size.
-            num_inference_steps: solver steps (25 with the default DPM-Solver++).
+            prompt: what to show; a list makes a batch. Or `prompt_embeds` (see `encode_prompt`).
+            height, width, num_frames: video size; height and width default to the model's native size.
+            num_inference_steps: solver steps. Default: the model's recommended value (t2v_model.json;
+                25 for the embedded model), else 50 as in diffusers.
             guidance_scale: classifier-free guidance weight; <= 1 turns guidance off. Default: the
-                model's recommended value (t2v_model.json), else 9 as in ModelScope.
-            generator / seed: randomness; `seed` makes a CPU generator, so a seed gives the same video
-                on every device.
+                model's recommended value, else 9 as in ModelScope and diffusers.
+            negative_prompt / negative_prompt_embeds: what not to show; by default "" is encoded.
+            generator: randomness (or `seed`, which makes a CPU generator: the same video on every device).
             latents: start noise [B, C, F, h, w] instead of drawing it.
             output_type: "np", "pt", "pil" or "latent".
+            callback, callback_steps: diffusers' legacy hook, `callback(step, timestep, latents)`.
+            cross_attention_kwargs: passed to the attention processors; {"scale": s} sets LoRA strength.
+            clip_skip: use the hidden states this many layers before the text encoder's last.
+            callback_on_step_end: `callback_on_step_end(pipe, step, timestep, callback_kwargs) -> dict`
+                after each step, or a `diffusers.callbacks.PipelineCallback`; callback_kwargs holds the
+                tensors named in `callback_on_step_end_tensor_inputs`, and those it returns replace
+                them. Raise from it (or set `pipe._interrupt = True`) to stop early.
+            num_videos_per_prompt: videos per prompt.
+            seed: an integer seed, reported in the output.
             regions: `t2v.pipelines.regions.Region`s (a phrase of the prompt and a mask): inside each
                 mask, cross-attention does not hear the other regions' phrases (one prompt only).
-            callback_on_step_end: called as `callback(step, num_steps, latents)` after each step; raise
-                from it to stop early (the job server cancels jobs this way).
 
         Returns:
             `TextToVideoPipelineOutput` with `frames` (see its docstring), or a tuple `(frames,)`.
         """
         # 1. Defaults and input checks
-        guidance_scale = self.defaults.guidance_scale if guidance_scale is None else guidance_scale
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        d = self.defaults
+        guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
+        num_inference_steps = d.num_inference_steps if num_inference_steps is None else num_inference_steps
         height = self.default_size if height is None else height
         width = self.default_size if width is None else width
         self.check_inputs(
-            prompt,
-            negative_prompt,
-            num_frames,
-            height,
-            width,
-            num_inference_steps,
-            guidance_scale,
-            num_videos_per_prompt,
-            output_type,
-            latents,
-            prompt_embeds,
-        )
+            prompt, negative_prompt, num_frames, height, width, num_inference_steps, guidance_scale,
+            num_videos_per_prompt, output_type, latents, prompt_embeds, negative_prompt_embeds, callback_steps,
+            callback_on_step_end_tensor_inputs,
+        )  # fmt: skip
         if regions is not None:
             check_regions(regions, prompt, num_frames, height, width)
+        d.warn_about(prompt)
         if generator is None and seed is not None:
             generator = torch.Generator("cpu").manual_seed(seed)
+        self._guidance_scale, self._clip_skip, self._interrupt = guidance_scale, clip_skip, False
+        self._cross_attention_kwargs = cross_attention_kwargs
         device = self._execution_device
-        do_cfg = guidance_scale > 1.0
 
         # 2. Text embeddings, negative first so that one UNet call serves both halves
-        if prompt_embeds is None:
-            prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-                prompt, device, num_videos_per_prompt, do_cfg, negative_prompt
-            )
-        elif do_cfg and negative_prompt_embeds is None:
-            negative_prompt_embeds = torch.zeros_like(prompt_embeds)
-        embeds = torch.cat([negative_prompt_embeds, prompt_embeds]) if do_cfg else prompt_embeds
-        embeds = embeds.to(device=device, dtype=self.unet.dtype)
-        batch = prompt_embeds.shape[0]
+        lora_scale = (cross_attention_kwargs or {}).get("scale")
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt, device, num_videos_per_prompt, self.do_classifier_free_guidance, negative_prompt,
+            prompt_embeds, negative_prompt_embeds, lora_scale, clip_skip,
+        )  # fmt: skip
+        if self.do_classifier_free_guidance:
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+        batch = prompt_embeds.shape[0] // (2 if self.do_classifier_free_guidance else 1)
 
         # 3. Timesteps
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
 
         # 4. Start noise
-        latents = self.prepare_latents(batch, num_frames, height, width, embeds.dtype, device, generator, latents)
+        latents = self.prepare_latents(
+            batch, num_frames, height, width, prompt_embeds.dtype, device, generator, latents
+        )
         step_kwargs = self._step_kwargs(generator, eta, latents.shape[2])
 
         # 5. Denoising loop (with regions: each region's cross-attention hears only its own phrase)
-        regional = contextlib.nullcontext()
-        if regions is not None:
-            bias = token_biases(self.tokenizer, prompt, regions, self.tokenizer.model_max_length)
-            masks = latent_masks(regions, num_frames, latents.shape[-2:]).to(device)
-            regional = regional_attention(self.unet, bias.to(device), masks, do_cfg)
-        with regional, self.progress_bar(total=len(timesteps)) as bar:
-            for i, t in enumerate(timesteps):
-                noise_pred = guided_noise(
-                    self.unet, self.scheduler, latents, t, embeds, guidance_scale, cross_attention_kwargs
-                )
-                latents = scheduler_step(self.scheduler, noise_pred, t, latents, **step_kwargs)
-                bar.update()
-                if callback_on_step_end is not None:
-                    callback_on_step_end(i, len(timesteps), latents)
+        attention_kwargs = {k: v for k, v in (cross_attention_kwargs or {}).items() if k != "scale"} or None
+        values = {"latents": latents, "prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds}
+        regional = regions_in(self.unet, self.tokenizer, regions, prompt, latents, self.do_classifier_free_guidance)
+        with regional, lora_scale_of(self.unet, lora_scale):
+            with self.progress_bar(total=len(timesteps)) as bar:
+                for i, t in enumerate(timesteps):
+                    if self.interrupt:
+                        continue
+                    embeds = values["prompt_embeds"].to(device=device, dtype=self.unet.dtype)
+                    noise_pred = guided_noise(
+                        self.unet, self.scheduler, values["latents"], t, embeds, self.guidance_scale, attention_kwargs
+                    )
+                    values["latents"] = scheduler_step(self.scheduler, noise_pred, t, values["latents"], **step_kwargs)
+                    values = step_end(self, callback_on_step_end, callback_on_step_end_tensor_inputs, i, t, values)
+                    bar.update()
+                    if callback is not None and i % callback_steps == 0:
+                        callback(i // getattr(self.scheduler, "order", 1), t, values["latents"])
+        latents = values["latents"]
 
         # 6. Decode and post-process
         if output_type == "latent":

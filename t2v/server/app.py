@@ -132,6 +132,9 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
         body["regions"] = (
             bool(regions) and planner is not None and planner.has_layout(prompt) and regions_fit(defaults, int(frames))
         )
+        message = planner.prompt_warning(prompt) if prompt and hasattr(planner, "prompt_warning") else None
+        if message:
+            gr.Warning(message)
         return submit(body, progress)
 
     def storyboard(text, negative, height, width, steps, guidance, seed, fps, progress=gr.Progress()):

@@ -196,6 +196,7 @@ class JobQueue:
                     "width": r.width,
                     "fps": r.fps,
                     "seconds": round(time.time() - start, 3),
+                    **({"warnings": list(r.warnings)} if r.warnings else {}),
                 }
             )
         except Stopped:

@@ -138,3 +138,16 @@ LAYOUT_HELP = (
     "one prompt naming two objects, each with a colour, joined by 'and' "
     "(e.g. 'a red square moving right and a blue circle growing on a black background')"
 )
+
+DRAWS = (
+    "coloured circles, squares and triangles (one or two, small or large) moving, growing, shrinking or "
+    "standing still on a black, white or gray background, e.g. 'a red circle moving right'"
+)
+
+
+def prompt_warning(prompt: str) -> str | None:
+    """A one-line warning when a prompt names no shape of the world (e.g. "a dog running"), else None."""
+    if mentions(prompt, "shape"):
+        return None
+    shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+    return f"this model draws only {DRAWS}; {shown!r} names none of its shapes, so expect an empty clip"

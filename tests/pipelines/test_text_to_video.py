@@ -146,14 +146,14 @@ def test_callback_sees_every_step_and_can_stop(pipe):
         num_frames=2,
         num_inference_steps=4,
         seed=0,
-        callback_on_step_end=lambda i, n, lat: seen.append((i, n, lat.shape)),
+        callback_on_step_end=lambda p, i, t, kw: seen.append((i, p.num_timesteps, kw["latents"].shape)),
     )
     assert [s[0] for s in seen] == [0, 1, 2, 3] and seen[0][1] == 4 and seen[0][2] == (1, 4, 2, 16, 16)
 
     class Stop(Exception):
         pass
 
-    def stop(i, n, lat):
+    def stop(p, i, t, kw):
         if i == 1:
             raise Stop
 

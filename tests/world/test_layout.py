@@ -8,7 +8,7 @@ import torch
 
 from t2v.world import COLORS, ShapesWorldDataset, caption, novel_caption, sample_scene, validation_caption
 from t2v.world import captions as cap
-from t2v.world.layout import clip_regions, has_layout, object_phrases, shapes_regions
+from t2v.world.layout import clip_regions, has_layout, object_phrases, prompt_warning, shapes_regions
 
 
 CAPTIONS = {"train": caption, "validation": validation_caption, "novel": novel_caption}
@@ -92,3 +92,18 @@ def test_clip_regions_read_training_synonyms():
             pixels = (item["video"] - rgb[:, None, None]).abs().amax(1) < 0.02
             assert pixels.any() and r.mask.bool()[pixels].all(), (item["caption"], r.text)
     assert laid_out > 12
+
+
+@pytest.mark.parametrize("prompt", ["a dog running", "a red car driving left", "sunset over the sea", ""])
+def test_prompt_warning_names_what_the_model_draws(prompt):
+    message = prompt_warning(prompt)
+    assert message.startswith("this model draws only coloured circles, squares and triangles")
+    assert repr(prompt) in message
+
+
+@pytest.mark.parametrize("name", ["caption", "validation_caption", "novel_caption"])
+def test_no_prompt_warning_for_any_caption_set(name):
+    make = {"caption": caption, "validation_caption": validation_caption, "novel_caption": novel_caption}[name]
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        assert prompt_warning(make(sample_scene(rng, p_two_objects=0.5), rng)) is None

@@ -18,12 +18,12 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from t2v.models.defaults import AUTO, SCENE_MOTIONS
 
-from ..denoise import guided_noise, scheduler_step
+from ..denoise import guided_noise, scheduler_step, step_end
 from ..regions import check_regions, latent_masks, regional_attention, token_biases
 from ..text_to_video import OUTPUT_TYPES, TextToVideoPipeline, TextToVideoPipelineOutput
 from .blend import choose_transitions, crossfade, expand_keyframes, reschedule_scene_noise
 from .plan import Plan, one_pass, plan_dissolve, plan_keyframes, plan_windows, resolve_transitions, scene_mix
-from .storyboard import MAX_LONG_FRAMES, Scene, check_scene, check_transition
+from .storyboard import MAX_LONG_FRAMES, Scene, check_scene, check_transition, scenes_from_prompt_dict
 
 
 class LongVideoPipeline(TextToVideoPipeline):
@@ -75,7 +75,7 @@ class LongVideoPipeline(TextToVideoPipeline):
         generator,
         windows_per_batch,
         callback_on_step_end,
-        num_frames,
+        callback_inputs,
     ):
         """Every pass of `plan` at every step, predictions fused per frame, one solver step on all frames."""
         device, do_cfg = latents.device, negative is not None
@@ -86,8 +86,11 @@ class LongVideoPipeline(TextToVideoPipeline):
             same = [k for k, f in enumerate(frames) if len(f) == length]
             groups += [same[i : i + windows_per_batch] for i in range(0, len(same), windows_per_batch)]
         step_kwargs = self._step_kwargs(generator, 0.0, latents.shape[2])
+        self._num_timesteps = len(timesteps)
         with self.progress_bar(total=len(timesteps) * len(plan.passes)) as bar:
             for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
                 noise_pred = torch.zeros_like(latents)
                 for group in groups:
                     x = torch.cat([latents[:, :, frames[k]] for k in group])
@@ -99,37 +102,44 @@ class LongVideoPipeline(TextToVideoPipeline):
                         noise_pred[0, :, frames[k]] += pred[j] * coefs[k]
                     bar.update(len(group))
                 latents = scheduler_step(self.scheduler, noise_pred, t, latents, **step_kwargs)
-                if callback_on_step_end is not None:
-                    callback_on_step_end(i, len(timesteps), latents[:, :, :num_frames])
+                values = step_end(self, callback_on_step_end, callback_inputs, i, t, {"latents": latents})
+                latents = values["latents"]
         return latents
 
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str | None = None,
-        scenes: list[Scene] | None = None,
-        negative_prompt: str | None = None,
-        num_frames: int | None = None,
+        prompt: str | dict[int, str] | None = None,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 25,
+        num_frames: int | None = None,
+        num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        negative_prompt: str | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[..., dict] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers' signature)
+        *,
+        scenes: list[Scene] | None = None,
         window_size: int | None = None,
         window_overlap: int | None = None,
         transition_frames: int | str | None = None,
         scene_motion: str | None = None,
         windows_per_batch: int = 4,
         regions: list | None = None,
-        generator: torch.Generator | None = None,
         seed: int | None = None,
-        output_type: str = "np",
-        return_dict: bool = True,
-        callback_on_step_end: Callable[[int, int, torch.Tensor], None] | None = None,
     ):
         """Generate `num_frames` frames for one prompt, or sum(frames) for a list of scenes.
 
+        Arguments in the order of TextToVideoPipeline (diffusers' FreeNoise takes the same names), then
+        the long-video options, keyword-only.
+
         Args:
             prompt / scenes: one prompt, or a storyboard (`Scene(prompt, frames, transition_frames)`).
+                A prompt dict {first_frame: prompt} (as diffusers' FreeNoise takes one) is a storyboard
+                whose scenes start at those frames and end at the next, the last at num_frames.
             num_frames: frames for one prompt (default: four windows).
             window_size, window_overlap: default the model's native length and half of it.
             transition_frames: frames blended across each cut, or "auto" (the shortest even length,
@@ -142,6 +152,7 @@ class LongVideoPipeline(TextToVideoPipeline):
                 "keyframes", callback_on_step_end sees the keyframes' latents.
             regions: `t2v.pipelines.regions.Region`s with masks over the whole video; one prompt
                 drawn in one pass only (keyframes, or at most window_size frames).
+            callback_on_step_end: as TextToVideoPipeline's, after each step of the whole video.
             output_type: as TextToVideoPipeline; "latent" returns each frame's own version (a
                 dissolve is crossfaded after decoding).
 
@@ -149,8 +160,11 @@ class LongVideoPipeline(TextToVideoPipeline):
             `TextToVideoPipelineOutput`, with `transition_frames` per cut for a storyboard.
         """
         # 1. Defaults and input checks
+        if isinstance(prompt, dict):
+            prompt, scenes = None, scenes_from_prompt_dict(prompt, num_frames)
         d = self.defaults
         guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
+        num_inference_steps = d.num_inference_steps if num_inference_steps is None else num_inference_steps
         window_size = window_size or d.num_frames
         window_overlap = window_size // 2 if window_overlap is None else window_overlap
         if scenes is not None:
@@ -183,12 +197,16 @@ class LongVideoPipeline(TextToVideoPipeline):
             guidance_scale,
             1,
             output_type,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
         if regions is not None:
             check_regions(regions, prompt, num_frames, height, width)
+        d.warn_about([s.prompt for s in scenes])
         if generator is None and seed is not None:
             generator = torch.Generator("cpu").manual_seed(seed)
         device = self._execution_device
+        self._guidance_scale, self._clip_skip, self._cross_attention_kwargs = guidance_scale, None, None
+        self._interrupt = False
         do_cfg = guidance_scale > 1.0
 
         # 2. Text: one embedding per scene
@@ -245,7 +263,7 @@ class LongVideoPipeline(TextToVideoPipeline):
                 generator,
                 windows_per_batch,
                 callback_on_step_end,
-                num_frames,
+                callback_on_step_end_tensor_inputs,
             )
 
         # 6. Keyframes: the video's frames (and a dissolve's other versions) between them

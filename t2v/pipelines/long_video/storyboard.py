@@ -181,6 +181,18 @@ def check_scene(i: int, scene: Scene) -> None:
             )
 
 
+def scenes_from_prompt_dict(prompts: dict, num_frames: int | None) -> list[Scene]:
+    """{first_frame: prompt} (diffusers' FreeNoise prompt dict) as scenes: each runs to the next key, the
+    last to num_frames. The first key must be 0."""
+    keys = sorted(prompts) if all(isinstance(k, int) and not isinstance(k, bool) for k in prompts) else None
+    if not keys or keys[0] != 0:
+        raise ValueError(f"a prompt dict maps first frames (integers from 0) to prompts, got keys {list(prompts)}")
+    if not isinstance(num_frames, int) or num_frames <= keys[-1]:
+        raise ValueError(f"a prompt dict needs num_frames > its last key ({keys[-1]}), got {num_frames!r}")
+    ends = keys[1:] + [num_frames]
+    return [Scene(prompts[k], end - k) for k, end in zip(keys, ends)]
+
+
 def _check_keys(where: str, raw: dict, types: dict, required=()) -> None:
     for key, kind in types.items():
         if key not in raw:

@@ -104,7 +104,7 @@ def test_keyframes_draw_one_clip_and_interpolate(pipe, long):
         num_frames=10,
         scene_motion="keyframes",
         output_type="latent",
-        callback_on_step_end=lambda i, n, lat: steps.append(lat.shape[2]),
+        callback_on_step_end=lambda p, i, t, kw: steps.append(kw["latents"].shape[2]),
         **kw,
     ).frames
     ref = pipe("a red circle", num_frames=4, **FAST, seed=3, output_type="latent").frames
@@ -159,7 +159,9 @@ def test_scene_motion_default_comes_from_the_model(long):
     assert long.defaults.scene_motion == "windows"
     seen = []
     long.defaults = ModelDefaults(num_frames=4, scene_motion="keyframes")
-    long("x", num_frames=8, **FAST, seed=0, callback_on_step_end=lambda i, n, lat: seen.append(lat.shape[2]))
+    long(
+        "x", num_frames=8, **FAST, seed=0, callback_on_step_end=lambda p, i, t, kw: seen.append(kw["latents"].shape[2])
+    )
     assert seen == [4, 4]  # one window of keyframes
 
 
@@ -223,7 +225,7 @@ def test_callback_and_progress_cover_every_window(long, capsys):
         **FAST,
         seed=0,
         window_overlap=2,
-        callback_on_step_end=lambda i, n, lat: steps.append((i, n, lat.shape[2])),
+        callback_on_step_end=lambda p, i, t, kw: steps.append((i, p.num_timesteps, kw["latents"].shape[2])),
     )
     assert steps == [(0, 2, 10), (1, 2, 10)]
     long.set_progress_bar_config(disable=False)
