@@ -14,6 +14,8 @@ import importlib
 _LAZY = {
     "TextToVideoPipeline": "t2v.pipelines.text_to_video",
     "load_pipeline": "t2v.pipelines.text_to_video",
+    "TextToImagePipeline": "t2v.pipelines.text_to_image",
+    "TextToVideoZeroPipeline": "t2v.pipelines.text_to_video_zero",
     "save_model": "t2v.models.loading",
     "write_video": "t2v.video_io",
     "read_video": "t2v.video_io",

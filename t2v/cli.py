@@ -1,6 +1,8 @@
 """The `t2v` command line.
 
 t2v generate "a red circle moving right" -o out.mp4
+t2v image "a red circle on a black background" -o out.png
+t2v zero "a red circle on a black background" --motion-x 1 -o out.mp4
 t2v models
 t2v world sample -n 16 -o samples/
 t2v train configs/shapes-unet.yaml
@@ -18,6 +20,9 @@ from typing import Optional
 import typer
 
 import t2v
+from t2v.cli_image import image, image_eval, zero
+from t2v.cli_util import fail
+from t2v.cli_util import warn as _warn
 
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Text-to-video with latent video diffusion.")
@@ -30,16 +35,6 @@ def transition_option(value: str) -> int | str:
     if value != "auto" and not (value.isdigit() and value.isascii()):
         raise ValueError(f"--transition-frames must be an integer >= 0 or 'auto', got {value!r}")
     return value if value == "auto" else int(value)
-
-
-def fail(message: str, code: int = 2):
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
-
-
-def _warn(messages) -> None:
-    for message in messages:
-        typer.echo(f"warning: {message}", err=True)
 
 
 def _version(value: bool):
@@ -253,7 +248,7 @@ def world_sample(
 @app.command(
     # the help as one string, not the docstring: a line break in it would show in `t2v --help`
     help=(
-        "Train a model (VAE or text-to-video UNet). "
+        "Train a model (VAE, text-to-video UNet or text-to-image UNet). "
         "For several processes/GPUs: accelerate launch -m t2v.training.train CONFIG."
     )
 )
@@ -321,6 +316,11 @@ def eval_(
         "--regions/--no-regions",
         help="Two-object prompts with regional prompting, one band per object (default: the model's).",
     ),
+    images: int = typer.Option(0, "--images", help="Also judge the text-to-image model: N still prompts per set."),
+    zero_shot: int = typer.Option(0, "--zero-shot", help="Also judge N zero-shot videos (t2v zero), motions cycled."),
+    image_model: Optional[str] = typer.Option(
+        None, "--image-model", help="Text-to-image model for --images / --zero-shot (default: the embedded one)."
+    ),
 ):
     """Measure prompt adherence of a Shapes-world model by analysing the frames it generates."""
     from t2v.eval.run import (
@@ -335,10 +335,10 @@ def eval_(
     from t2v.models.defaults import SCENE_MOTIONS
     from t2v.pipelines.text_to_video import load_pipeline
 
-    if min(prompts, storyboards, long) < 0 or seeds < 1 or batch_size < 1:
+    if min(prompts, storyboards, long, images, zero_shot) < 0 or seeds < 1 or batch_size < 1:
         fail(
-            "--prompts/--storyboards/--long must be >= 0, --seeds/--batch-size >= 1; "
-            f"got {prompts}, {storyboards}, {long}, {seeds}, {batch_size}"
+            "--prompts/--storyboards/--long/--images/--zero-shot must be >= 0, --seeds/--batch-size >= 1; "
+            f"got {prompts}, {storyboards}, {long}, {images}, {zero_shot}, {seeds}, {batch_size}"
         )
     if not set(split) <= set(SPLITS):
         fail(f"--split must be one of {', '.join(SPLITS)}, got {', '.join(s for s in split if s not in SPLITS)}")
@@ -355,6 +355,14 @@ def eval_(
         }
     except ValueError as e:
         fail(str(e))
+    start, report, settings = time.time(), {"results": [], "summary": {}}, {"model": model or "t2v-shapes (embedded)"}
+    if images or zero_shot:
+        report.update(image_eval(image_model, images, zero_shot, seeds, device, batch_size))
+    if not (prompts or storyboards or long):
+        report["seconds"] = round(time.time() - start, 2)
+        json_path, md_path = write_report(report, output, settings)
+        typer.echo(md_path.read_text())
+        raise typer.Exit(typer.echo(f"wrote {json_path} and {md_path}"))
     try:
         pipe = load_pipeline(model, device=device)
     except ValueError as e:
@@ -365,10 +373,8 @@ def eval_(
     pipe.set_progress_bar_config(disable=True)
     gen = {"num_inference_steps": steps, "guidance_scale": guidance}
     regions = defaults.regions is not None if regions is None else regions
-    start = time.time()
-    report = {"results": [], "summary": {}}
     if prompts:
-        report = evaluate(
+        report |= evaluate(
             pipe,
             eval_prompts(prompts, splits=tuple(split) or DEFAULT_SPLITS),
             seeds=tuple(range(seeds)),
@@ -384,8 +390,7 @@ def eval_(
     if long:
         report["long"] = evaluate_long(pipe, eval_prompts(long)[:long], regions=regions, **longer)
     report["seconds"] = round(time.time() - start, 2)  # the whole evaluation
-    settings = {
-        "model": model or "t2v-shapes (embedded)",
+    settings |= {
         "prompts": prompts,
         "seeds": seeds,
         "steps": steps,
@@ -407,6 +412,12 @@ def serve(
     ),  # (readable=False: checked by the server, in one line)
     model: Optional[str] = typer.Option(
         None, "--model", "-m", help="Model directory or Hub id (default: the embedded model)."
+    ),
+    image_model: Optional[str] = typer.Option(
+        None,
+        "--image-model",
+        help="Text-to-image model of image and zero-shot jobs: an SD-layout directory or Hub id (default: the "
+        "embedded t2v-shapes-image; without it those jobs are refused).",
     ),
     token: Optional[str] = typer.Option(
         None, "--token", help="Require this API token on every endpoint (or set T2V_API_TOKEN)."
@@ -463,9 +474,14 @@ def serve(
                 header_timeout=header_timeout,
                 max_client_connections=max_client_connections,
             ),
+            image_model=image_model,
         )
     except (ValueError, OSError) as e:  # a bad model, data directory or address: one line, exit 2
         fail(str(e))
+
+
+app.command()(image)  # t2v.cli_image: pictures and zero-shot videos from a text-to-image model
+app.command()(zero)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -113,7 +113,7 @@ class GenerateRequest:
                 )
             if req.regions:
                 raise RequestError("regions", "regions work on one prompt, not on a storyboard")
-        _check_numbers(req)
+        check_numbers(req)
         if req.scheduler is not None and req.scheduler not in SCHEDULERS:
             raise RequestError(
                 "scheduler", f"unknown scheduler {excerpt(req.scheduler)}; choose one of: {', '.join(SCHEDULERS)}"
@@ -142,15 +142,7 @@ class GenerateRequest:
             seed=draw_seed() if req.seed is None else req.seed,
             fps=float(_given(req.fps, board.fps if board else DEFAULT_FPS)),
         )
-        f = pipe.vae_scale_factor
-        for name in ("height", "width"):
-            value = getattr(req, name)
-            if value % f:
-                raise RequestError(
-                    name,
-                    f"{name} must be a positive multiple of {f} (the VAE's downsampling factor), "
-                    f"got {value}; nearest allowed: {max(f, round(value / f) * f)}",
-                )
+        check_size(req, pipe.vae_scale_factor)
         return dataclasses.replace(req, regions=_regions(req, d))
 
 
@@ -165,27 +157,53 @@ def _field(name: str, check, *args) -> None:
         raise RequestError(name, str(e)) from None
 
 
-def _check_numbers(req: GenerateRequest) -> None:
-    """Every number within its bounds (a huge integer or float is refused here, before it meets a tensor)."""
-    if req.num_frames is not None and (not _is_int(req.num_frames) or not 1 <= req.num_frames <= MAX_LONG_FRAMES):
+def check_numbers(req) -> None:
+    """Every number of a request within its bounds (a huge integer or float is refused here, before it meets
+    a tensor); fields a kind of request does not have are skipped."""
+    frames = getattr(req, "num_frames", None)
+    if frames is not None and (not _is_int(frames) or not 1 <= frames <= MAX_LONG_FRAMES):
         raise RequestError(
-            "num_frames", f"num_frames must be an integer in [1, {MAX_LONG_FRAMES}], got {excerpt(req.num_frames)}"
+            "num_frames", f"num_frames must be an integer in [1, {MAX_LONG_FRAMES}], got {excerpt(frames)}"
         )
     for name, top in (("height", MAX_SIZE), ("width", MAX_SIZE), ("num_inference_steps", MAX_STEPS)):
-        value = getattr(req, name)
+        value = getattr(req, name, None)
         if value is not None and (not _is_int(value) or value < 1):
             raise RequestError(name, f"{name} must be an integer >= 1, got {excerpt(value)}")
         if value is not None and value > top:
             raise RequestError(name, f"{name} must be at most {top}, got {excerpt(value)}")
-    g = req.guidance_scale
+    g = getattr(req, "guidance_scale", None)
     if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not _finite(g)):
         raise RequestError("guidance_scale", f"guidance_scale must be a finite number, got {excerpt(g)}")
     if g is not None and not 0 <= g <= MAX_GUIDANCE:
         raise RequestError("guidance_scale", f"guidance_scale must be in [0, {MAX_GUIDANCE:g}], got {excerpt(g)}")
-    if req.seed is not None and (not _is_int(req.seed) or not 0 <= req.seed < MAX_SEED):
-        raise RequestError("seed", f"seed must be an integer in [0, 2**63), got {excerpt(req.seed)}")
-    if req.fps is not None:
+    seed = getattr(req, "seed", None)
+    if seed is not None and (not _is_int(seed) or not 0 <= seed < MAX_SEED):
+        raise RequestError("seed", f"seed must be an integer in [0, 2**63), got {excerpt(seed)}")
+    if getattr(req, "fps", None) is not None:
         _field("fps", fps_value, req.fps)
+
+
+def check_texts(req) -> None:
+    """The prompt (required, non-empty) and the negative prompt (optional) of a one-prompt request."""
+    if not isinstance(req.prompt, str) or not req.prompt.strip():
+        raise RequestError("prompt", f"prompt must be a non-empty string, got {excerpt(req.prompt)}")
+    if req.negative_prompt is not None and not isinstance(req.negative_prompt, str):
+        raise RequestError("negative_prompt", f"negative_prompt must be a string, got {excerpt(req.negative_prompt)}")
+    for name in ("prompt", "negative_prompt"):
+        if getattr(req, name) is not None:
+            _field(name, check_text, name, getattr(req, name))
+
+
+def check_size(req, factor: int) -> None:
+    """height and width multiples of the VAE's downsampling factor."""
+    for name in ("height", "width"):
+        value = getattr(req, name)
+        if value % factor:
+            raise RequestError(
+                name,
+                f"{name} must be a positive multiple of {factor} (the VAE's downsampling factor), "
+                f"got {value}; nearest allowed: {max(factor, round(value / factor) * factor)}",
+            )
 
 
 def _parse(board) -> Storyboard:

@@ -103,14 +103,8 @@ def _is_frame_folder(path: Path) -> bool:
     return all(p.is_file() and p.suffix.lower() == ".png" for p in path.iterdir())
 
 
-def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Validate an output path before any expensive generation; return it resolved.
-
-    Checks the format is supported, the parent directory exists and is writable, and
-    that an existing target is only replaced when `overwrite` is True (an existing
-    folder only if it holds nothing but PNG files).
-    """
-    fmt = format_for_path(path)
+def check_parent(path: str | os.PathLike) -> Path:
+    """The resolved output path, once its directory is known to exist and be writable."""
     target = Path(path).expanduser().resolve()
     parent = target.parent
     if not parent.exists():
@@ -119,6 +113,18 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise VideoIOError(f"output directory {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise VideoIOError(f"output directory {parent} is not writable")
+    return target
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Validate an output path before any expensive generation; return it resolved.
+
+    Checks the format is supported, the parent directory exists and is writable, and
+    that an existing target is only replaced when `overwrite` is True (an existing
+    folder only if it holds nothing but PNG files).
+    """
+    fmt = format_for_path(path)
+    target = check_parent(path)
     if target.exists():
         if not overwrite:
             raise VideoIOError(f"output {target} already exists; pass --overwrite (overwrite=True) to replace it")

@@ -23,6 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from t2v.eval.analyse import JUMP_EPS, analyse_video, flicker, frame_changes, judge, max_jump_ratio
+from t2v.eval.images import images_markdown
+from t2v.eval.zero_shot import zero_shot_markdown
 from t2v.pipelines.long_video import LongVideoPipeline, Scene
 from t2v.pipelines.text_to_video import to_uint8
 from t2v.request import regions_fit
@@ -171,11 +173,13 @@ def write_report(report: dict, out_dir: str | Path, settings: dict) -> tuple[Pat
 
 def _markdown(report: dict) -> str:
     s = report["settings"]
-    text = (
-        f"# t2v eval\n\nmodel: {s['model']}; {s['prompts']} prompts per set x seeds {s['seeds']}; "
-        f"{s['steps']} steps, guidance {s['guidance']}; "
-        f"scenes past the model's clip: {s.get('scene_motion', 'windows')}; {report['seconds']} s\n\n"
-    )
+    text = f"# t2v eval\n\n{report['seconds']} s in all\n\n"
+    if s.get("steps") is not None:  # a video model was evaluated
+        text += (
+            f"model: {s['model']}; {s['prompts']} prompts per set x seeds {s['seeds']}; "
+            f"{s['steps']} steps, guidance {s['guidance']}; "
+            f"scenes past the model's clip: {s.get('scene_motion', 'windows')}\n\n"
+        )
     if report["summary"]:
         text += markdown_table(report["summary"])
     two = {k: v["two_objects"] for k, v in report["summary"].items() if v.get("two_objects", {}).get("videos")}
@@ -212,6 +216,17 @@ def _markdown(report: dict) -> str:
             f"colour and shape kept {100 * g['objects_kept']:.0f}%; "
             f"all-correct over the whole video {100 * g.get('all_correct', float('nan')):.0f}%\n"
         )
+    if "images" in report:
+        i = report["images"]["settings"]
+        text += (
+            f"\nText-to-image model {i['model']}: {i['prompts']} prompts per set x seeds {i['seeds']}, "
+            f"{i['steps']} steps, guidance {i['guidance']}; all_correct = colour, shape, size, count and "
+            "background\n\n" + images_markdown(report["images"]["summary"])
+        )
+    if "zero_shot" in report:
+        z = report["zero_shot"]["settings"]
+        text += f"\nZero-shot ({z['model']}, {z['frames']} frames, {z['steps']} steps, t0 {z['t0']}, t1 {z['t1']}, "
+        text += f"warp {z['warp']}, guidance {z['guidance']}):" + zero_shot_markdown(report["zero_shot"]["summary"])
     text += (
         "\nAccuracy is judged by t2v.eval.analyse from the frames; `all_correct` = colour, shape, size, motion and "
         "object count all right (background reported apart). "

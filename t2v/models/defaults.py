@@ -32,8 +32,46 @@ class PromptWarning(UserWarning):
     """A prompt this model cannot draw (it names nothing the model knows)."""
 
 
+class _Defaults:
+    """What the defaults of every kind of model share: reading t2v_model.json, prompt warnings."""
+
+    @classmethod
+    def read(cls, info):
+        """From a checked model's ModelInfo (t2v.models.loading); a bad t2v_model.json is a ModelError."""
+        from t2v.models.loading import ModelError
+
+        try:
+            return cls.from_meta(info.meta)
+        except ValueError as e:
+            raise ModelError(f"{info.path}/t2v_model.json: {e}") from e
+
+    @classmethod
+    def from_meta(cls, meta: dict):
+        """From a parsed t2v_model.json: its "defaults" mapping (absent keys take the fallbacks)."""
+        given = dict(meta.get("defaults", {}))
+        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"defaults: unknown keys {', '.join(unknown)}")
+        if isinstance(given.get("guidance_scale"), int):
+            given["guidance_scale"] = float(given["guidance_scale"])
+        return cls(**given)
+
+    @property
+    def region_planner(self) -> ModuleType | None:
+        """The module that plans this model's regions (imported on first use), or None."""
+        return None if self.regions is None else importlib.import_module(REGION_PLANNERS[self.regions])
+
+    def warn_about(self, prompts) -> None:
+        """A `PromptWarning` for each prompt the model's planner says it cannot draw."""
+        check = getattr(self.region_planner, "prompt_warning", None)
+        for prompt in [prompts] if isinstance(prompts, str) else prompts or ():
+            message = check(prompt) if check is not None and isinstance(prompt, str) else None
+            if message:
+                warnings.warn(message, PromptWarning, stacklevel=3)
+
+
 @dataclass(frozen=True)
-class ModelDefaults:
+class ModelDefaults(_Defaults):
     """Recommended settings; the field defaults are the fallbacks for models that do not say.
 
     num_frames: the native clip length (windows and keyframes are this long). num_inference_steps:
@@ -68,26 +106,37 @@ class ModelDefaults:
         if self.regions is not None and self.regions not in REGION_PLANNERS:
             raise ValueError(f"defaults: 'regions' must be one of {', '.join(REGION_PLANNERS)}, got {self.regions!r}")
 
-    @classmethod
-    def from_meta(cls, meta: dict) -> ModelDefaults:
-        """From a parsed t2v_model.json: its "defaults" mapping (absent keys take the fallbacks)."""
-        given = dict(meta.get("defaults", {}))
-        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"defaults: unknown keys {', '.join(unknown)}")
-        if isinstance(given.get("guidance_scale"), int):
-            given["guidance_scale"] = float(given["guidance_scale"])
-        return cls(**given)
 
-    @property
-    def region_planner(self) -> ModuleType | None:
-        """The module that plans this model's regions (imported on first use), or None."""
-        return None if self.regions is None else importlib.import_module(REGION_PLANNERS[self.regions])
+WARPS = ("latent", "pixel")
 
-    def warn_about(self, prompts) -> None:
-        """A `PromptWarning` for each prompt the model's planner says it cannot draw."""
-        check = getattr(self.region_planner, "prompt_warning", None)
-        for prompt in [prompts] if isinstance(prompts, str) else prompts or ():
-            message = check(prompt) if check is not None and isinstance(prompt, str) else None
-            if message:
-                warnings.warn(message, PromptWarning, stacklevel=3)
+
+@dataclass(frozen=True)
+class ImageModelDefaults(_Defaults):
+    """Recommended settings of a text-to-image model, for `t2v image`, `t2v zero` and the pipelines built on
+    it; the field defaults are the fallbacks: Stable Diffusion's 50 steps and guidance 7.5, and
+    Text2Video-Zero's 8 frames, t0/t1 at steps 44/47 of 50 and latent warping. zero_shot_steps: the
+    denoising steps of a zero-shot video (t0 and t1 index them). warp: how a zero-shot frame's motion is
+    applied (t2v.pipelines.text_to_video_zero). regions: as ModelDefaults (used here for prompt warnings)."""
+
+    num_inference_steps: int = 50
+    guidance_scale: float = 7.5
+    video_length: int = 8
+    zero_shot_steps: int = 50
+    t0: int = 44
+    t1: int = 47
+    warp: str = "latent"
+    regions: str | None = None
+
+    def __post_init__(self):
+        for name in ("num_inference_steps", "video_length", "zero_shot_steps", "t1"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"defaults: {name!r} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.t0, int) or not 0 <= self.t0 < self.t1 < self.zero_shot_steps:
+            raise ValueError(
+                f"defaults: need 0 <= t0 < t1 < zero_shot_steps, got {self.t0}, {self.t1}, {self.zero_shot_steps}"
+            )
+        if self.warp not in WARPS:
+            raise ValueError(f"defaults: 'warp' must be one of {', '.join(WARPS)}, got {self.warp!r}")
+        if self.regions is not None and self.regions not in REGION_PLANNERS:
+            raise ValueError(f"defaults: 'regions' must be one of {', '.join(REGION_PLANNERS)}, got {self.regions!r}")

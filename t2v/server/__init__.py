@@ -1,6 +1,6 @@
 """`t2v serve`: the REST job server and the Gradio app in one process.
 
-    t2v serve [--host 127.0.0.1] [--port 7860] [--data-dir t2v-data] [--model DIR] [--token T]
+    t2v serve [--host 127.0.0.1] [--port 7860] [--data-dir t2v-data] [--model DIR] [--image-model DIR] [--token T]
 
 The data directory holds everything the server keeps: `jobs.db` (SQLite, WAL), `videos/` (the
 results) and `gradio/` (Gradio's own scratch files). SIGTERM or Ctrl-C: the server stops taking
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import uvicorn
 
+from t2v.models.loading import DEFAULT_IMAGE_MODEL_NAME
 from t2v.server.api import create_api
 from t2v.server.connections import guarded_protocol
 from t2v.server.guard import Guard, Hosts, redact_tokens_in_logs
@@ -100,11 +101,14 @@ def serve(
     limits: Limits | None = None,
     log_level: str = "info",
     network: Network | None = None,
+    image_model: str | None = None,
 ) -> None:
-    """Load the model, then serve until SIGTERM/SIGINT.
+    """Load the models, then serve until SIGTERM/SIGINT.
 
     Raises ValueError, one line, for a bad model, data directory (unusable, or a `jobs.db` that is not
-    a job database) or address (the port in use): all before the model is loaded.
+    a job database) or address (the port in use): all before the model is loaded. `image_model`: the
+    text-to-image model of image and zero-shot jobs; a bad one given is a ValueError too, but without one
+    (None) the server starts even when the embedded one cannot be loaded, and refuses those jobs.
     """
     net = network or Network()
     data_dir = Path(data_dir).resolve()
@@ -116,10 +120,11 @@ def serve(
             f"warning: serving on {host} without an API token: anyone who can reach it can run jobs (see --token)",
             flush=True,
         )
-    queue = JobQueue(data_dir, model=model, device=device, dtype=dtype, limits=limits)
+    queue = JobQueue(data_dir, model=model, device=device, dtype=dtype, limits=limits, image_model=image_model)
     sock = _bind(host, port)  # before the model loads: a port in use is said at once
     print(f"loading model {model or 't2v-shapes (embedded)'} on {queue.device} ...", flush=True)
     queue.load()
+    load_image_model(queue)
     app = create_app(queue, token, hosts=Hosts(host, net.allowed_hosts), network=net)
     banner = (
         f"t2v serving on http://{host if ':' not in host else f'[{host}]'}:{port}/ (API at /v1, OpenAPI at "
@@ -153,6 +158,22 @@ def serve(
         Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, once everything is stopped
         pass
+
+
+def load_image_model(queue: JobQueue) -> bool:
+    """Load the queue's text-to-image model at start-up. One that was asked for (--image-model) must load
+    (a ValueError otherwise); without one, a missing or broken embedded model is said in a line, and the
+    server runs without it: image and zero-shot jobs are refused (422 on "task") until it is installed."""
+    name = queue.image_model or f"{DEFAULT_IMAGE_MODEL_NAME} (embedded)"
+    print(f"loading image model {name} on {queue.device} ...", flush=True)
+    try:
+        queue.load_image()
+        return True
+    except (ValueError, OSError) as e:
+        if queue.image_model is not None:
+            raise ValueError(f"image model: {e}") from None
+        print(f"note: no image model ({e}); image and zero-shot jobs are refused (see --image-model)", flush=True)
+        return False
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -1,8 +1,10 @@
 """The REST API (FastAPI, OpenAPI at /openapi.json) over the job queue, with the Gradio app mounted at /.
 
 POST   /v1/jobs              {"prompt": ...} or {"storyboard": ...}  -> 202 {"id", "status": "queued", ...}
+                             {"task": "image" | "zero-shot", "prompt": ...}: a picture, a zero-shot video
 GET    /v1/jobs/{id}         status, progress, step, ETA, seed, error
 GET    /v1/jobs/{id}/video   mp4 (?format=gif|webm, ?download=1)
+GET    /v1/jobs/{id}/image   png of an image job (?download=1)
 DELETE /v1/jobs/{id}         cancel (a running job stops within one denoising step); ?purge=true deletes
 GET    /v1/jobs              newest first, ?limit=&offset=&status=
 GET    /healthz, /readyz
@@ -35,10 +37,16 @@ MAX_MESSAGE_CHARS = 300  # one error message, as sent
 
 
 class JobRequest(BaseModel):
-    """A generation job: the parameters of `t2v generate` by their long names, or a storyboard."""
+    """A job: its task, and that task's parameters by their long names (`t2v generate`'s, or a storyboard;
+    `t2v image`'s; `t2v zero`'s). A field another task takes is refused (422 naming it)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    task: Literal["generate", "image", "zero-shot"] | None = Field(
+        None,
+        description="generate (default): a video from the text-to-video model; image: a picture, zero-shot: a "
+        "video (Text2Video-Zero), both from the text-to-image model.",
+    )
     prompt: str | None = Field(
         None, description="What the video shows.", examples=["a red circle moving right on a black background"]
     )
@@ -64,6 +72,16 @@ class JobRequest(BaseModel):
             "A two-object prompt: each object's words heard only in its own half of the frame (default: the model's)."
         ),
     )
+    motion_x: float | None = Field(None, description="zero-shot: motion in pixels per frame, + = right (|x| <= 64).")
+    motion_y: float | None = Field(None, description="zero-shot: motion in pixels per frame, + = down (|y| <= 64).")
+    zoom: float | None = Field(None, description="zero-shot: scale per frame, 0.5..2 (> 1 grows; default 1).")
+    motion: str | None = Field(
+        None, description="zero-shot: a named motion instead of motion_x / motion_y ('original': the paper's)."
+    )
+    t0: int | None = Field(None, description="zero-shot: the step index where the first frame is warped.")
+    t1: int | None = Field(None, description="zero-shot: the step index the warped frames are re-noised to.")
+    warp: str | None = Field(None, description="zero-shot: 'latent' (the original's) or 'pixel'.")
+    chunk_size: int | None = Field(None, description="zero-shot: frames made at once (>= 2; default: all).")
 
 
 class SafeJSONResponse(JSONResponse):
@@ -195,7 +213,7 @@ def _job_routes(api: FastAPI, queue: JobQueue) -> None:
     @api.delete("/v1/jobs/{job_id}", responses={204: {"description": "Deleted (with ?purge=true)"}})
     def cancel_job(job_id: str, purge: bool = False):
         """Cancel a queued or running job (a running one stops within one denoising step); with
-        `?purge=true`, delete any job: its record and its video files."""
+        `?purge=true`, delete any job: its record and its files."""
         if purge:
             if not queue.delete(_job_id(job_id)):
                 raise HTTPException(404, f"no job {job_id}")
@@ -208,8 +226,21 @@ def _job_routes(api: FastAPI, queue: JobQueue) -> None:
         return job
 
 
+def _existing_job(queue: JobQueue, job_id: str) -> dict:
+    job = queue.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id}")
+    return job
+
+
+def _no_file(job: dict, what: str) -> HTTPException:
+    return HTTPException(
+        409, f"job {job['id']} is {job['status']}: it has no {what}" + (f" ({job['error']})" if job["error"] else "")
+    )
+
+
 def _file_and_health_routes(api: FastAPI, queue: JobQueue) -> None:
-    """A job's video (converted on first request for gif and webm) and the health checks."""
+    """A job's video (converted on first request for gif and webm) or picture, and the health checks."""
     convert_lock = threading.Lock()
 
     @api.get(
@@ -220,15 +251,14 @@ def _file_and_health_routes(api: FastAPI, queue: JobQueue) -> None:
     def get_video(job_id: str, format: Literal["mp4", "gif", "webm"] = "mp4", download: bool = False):
         """The video of a succeeded job (mp4 as made; gif and webm converted once, then kept)."""
         job_id = _job_id(job_id)
-        job = queue.get(job_id)
-        if job is None:
-            raise HTTPException(404, f"no job {job_id}")
+        job = _existing_job(queue, job_id)
+        if job["task"] == "image":
+            raise HTTPException(
+                409, f"job {job_id} is an image job: it has no video; its picture is at /v1/jobs/{job_id}/image"
+            )
         path = queue.video_path(job_id)
         if path is None:
-            raise HTTPException(
-                409,
-                f"job {job_id} is {job['status']}: it has no video" + (f" ({job['error']})" if job["error"] else ""),
-            )
+            raise _no_file(job, "video")
         if format != "mp4":
             target = path.with_suffix(f".{format}")
             with convert_lock:
@@ -243,6 +273,25 @@ def _file_and_health_routes(api: FastAPI, queue: JobQueue) -> None:
             content_disposition_type="attachment" if download else "inline",
         )
 
+    @api.get("/v1/jobs/{job_id}/image", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
+    def get_image(job_id: str, download: bool = False):
+        """The picture of a succeeded image job (png)."""
+        job_id = _job_id(job_id)
+        job = _existing_job(queue, job_id)
+        if job["task"] != "image":
+            raise HTTPException(
+                409, f"job {job_id} is a {job['task']} job: it has no picture; its video is at /v1/jobs/{job_id}/video"
+            )
+        path = queue.image_path(job_id)
+        if path is None:
+            raise _no_file(job, "picture")
+        return FileResponse(
+            path,
+            media_type="image/png",
+            filename=f"t2v-{job_id}.png",
+            content_disposition_type="attachment" if download else "inline",
+        )
+
     @api.get("/healthz")
     async def healthz():  # on the event loop: answers while every worker thread is busy
         """The process answers."""
@@ -250,10 +299,13 @@ def _file_and_health_routes(api: FastAPI, queue: JobQueue) -> None:
 
     @api.get("/readyz")
     def readyz():
-        """The model is loaded and the worker takes jobs."""
+        """The model is loaded and the worker takes jobs (image_model_loaded: the text-to-image model of image and
+        zero-shot jobs, loaded at start-up or on the first such job)."""
         body = {
             "ready": queue.ready,
             "model": queue.model or "t2v-shapes (embedded)",
+            "image_model": queue.image_model or "t2v-shapes-image (embedded)",
+            "image_model_loaded": queue.image_pipe is not None,
             "device": queue.device,
             "jobs": queue.counts(),
         }

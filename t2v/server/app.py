@@ -1,8 +1,9 @@
-"""The web app: a Gradio page with a "Text to video" and a "Storyboard" tab.
+"""The web app: a Gradio page with "Text to video", "Storyboard", "Zero-shot" and "Image" tabs.
 
 It submits to the server's job queue (the same one as `POST /v1/jobs`, so its jobs show in
 `GET /v1/jobs`), shows the job's progress, then a video player and a download link that point at
-the API's `/v1/jobs/{id}/video`: the files are served from the data directory, never copied.
+the API's `/v1/jobs/{id}/video` (or a picture, `/image`): the files are served from the data
+directory, never copied. The zero-shot and image tabs are in `t2v.server.app_zero`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 import gradio as gr
 
 from t2v.request import regions_fit
+from t2v.server.app_zero import image_tabs
 from t2v.server.jobs import JobError, JobQueue, QueueFull
 
 
@@ -46,8 +48,8 @@ def _player(job: dict) -> str:
     )
 
 
-def _wait(queue: JobQueue, job_id: str, progress: gr.Progress) -> str:
-    """Follow a job until it ends; the page's progress bar shows its steps."""
+def _wait(queue: JobQueue, job_id: str, progress: gr.Progress, render=_player) -> str:
+    """Follow a job until it ends; the page's progress bar shows its steps; then `render(job)`."""
     while True:
         job = queue.get(job_id)
         if job["status"] == "queued":
@@ -56,7 +58,7 @@ def _wait(queue: JobQueue, job_id: str, progress: gr.Progress) -> str:
             eta = f", about {job['eta_seconds']:.0f} s left" if job["eta_seconds"] is not None else ""
             progress((job["step"], job["total_steps"]), desc=f"denoising{eta}", unit="steps")
         elif job["status"] == "succeeded":
-            return _player(job)
+            return render(job)
         else:
             raise gr.Error(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job["error"] else ""))
         if queue.stopping.is_set():
@@ -100,14 +102,14 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
     pipe, limits = queue.pipe, queue.limits
     defaults, planner = pipe.defaults, pipe.defaults.region_planner
 
-    def submit(body: dict, progress: gr.Progress) -> str:
+    def submit(body: dict, progress: gr.Progress, render=_player) -> str:
         try:
             job = queue.submit(body, source="app")
         except JobError as e:
-            raise gr.Error(f"{e.field}: {e}") from None
+            raise gr.Error(f"{e.field}: {e}" if e.field else str(e)) from None
         except QueueFull as e:
             raise gr.Error(str(e)) from None
-        return _wait(queue, job["id"], progress)
+        return _wait(queue, job["id"], progress, render)
 
     def common(height, width, steps, guidance, seed, fps):
         return {
@@ -193,4 +195,5 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
             board_button.click(
                 storyboard, [board, board_negative, *board_controls], board_output, concurrency_limit=None
             )
+        image_tabs(queue, submit)
     return demo

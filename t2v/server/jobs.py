@@ -1,9 +1,11 @@
-"""A durable job queue for video generation: SQLite (WAL) in the data directory, one worker per device.
+"""A durable job queue for videos and pictures: SQLite (WAL) in the data directory, one worker per device.
 
 Every accepted job is a row before the client hears about it, so nothing accepted is lost: after a
 crash, jobs that were running go back to the queue and run again (with the same seed, so they make
 the same video); finished ones are still served from `<data dir>/videos/`. Progress of the running
-job lives in memory only (it means nothing after a restart).
+job lives in memory only (it means nothing after a restart). What a job makes is its task
+(t2v.server.tasks): a video from the text-to-video model, or a picture or a zero-shot video from the
+text-to-image model.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ import time
 import uuid
 from pathlib import Path
 
-from t2v.generate import get_pipeline, run_generate
-from t2v.models.loading import pick_device
-from t2v.request import GenerateRequest
+from t2v.generate import get_pipeline
+from t2v.models.loading import DEFAULT_IMAGE_MODEL_NAME, default_model_installed, pick_device
 from t2v.server.limits import PARAM_FIELDS, JobError, Limits, check_params, default_max_cost  # noqa: F401
 from t2v.server.store import MAX_ERROR_CHARS, SCHEMA, check_data_dir, json_safe, loads, open_job_db
+from t2v.server.tasks import SUFFIXES, check_job, run_job, task_of, total_steps
 
 
 log = logging.getLogger("t2v.server")
@@ -59,7 +61,10 @@ class JobQueue:
         device: str = "auto",
         dtype: str | None = None,
         limits: Limits | None = None,
+        image_model: str | None = None,
     ):
+        """`model`: the text-to-video model, `image_model`: the text-to-image model of image and zero-shot
+        jobs (None: the embedded ones)."""
         self.data_dir = Path(data_dir).resolve()
         self.videos = self.data_dir / "videos"
         check_data_dir(self.data_dir)
@@ -73,20 +78,22 @@ class JobQueue:
             raise ValueError(f"the data directory {self.data_dir} is in use by another t2v serve") from None
         try:
             self.model, self.device, self.dtype = model, pick_device(device), dtype
+            self.image_model = image_model
             limits = limits or Limits()
             self.limits = dataclasses.replace(limits, max_cost=limits.max_cost or default_max_cost(self.device))
             self.db = self._open_db()
         except BaseException:
             self._lock_file.close()  # (the lock goes with it: a refused start-up holds nothing)
             raise
-        for tmp in self.videos.glob(".*.tmp-*"):  # half-written files of an interrupted job
+        for tmp in [*self.videos.glob(".*.tmp-*"), *self.videos.glob(".*.png.tmp")]:  # half-written files
             tmp.unlink(missing_ok=True)
         self.live: dict[str, dict] = {}  # progress of the running job
         self.cancelled: set[str] = set()
         self.changes = 0  # bumped on every status change (long polls look at it before reading the database)
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self.pipe = None
+        self.pipe = self.image_pipe = None
+        self._image_lock = threading.Lock()
         self.thread: threading.Thread | None = None
 
     def _open_db(self) -> sqlite3.Connection:
@@ -117,6 +124,29 @@ class JobQueue:
         self.pipe.set_progress_bar_config(disable=True)
         self.base_scheduler = self.pipe.scheduler
         return self.pipe
+
+    def load_image(self):
+        """Load the text-to-image model (once per process, as `load`); a ModelError if it cannot be."""
+        from t2v.zero_shot import get_image_pipeline
+
+        with self._image_lock:
+            if self.image_pipe is None:
+                pipe = get_image_pipeline(self.image_model, self.device, self.dtype)
+                pipe.set_progress_bar_config(disable=True)
+                self.image_pipe = pipe
+        return self.image_pipe
+
+    def image_pipeline(self):
+        """The text-to-image model, loaded on first use; a JobError on "task" when this server has none."""
+        try:
+            return self.image_pipe if self.image_pipe is not None else self.load_image()
+        except (ValueError, OSError) as e:  # (ModelError is a ValueError)
+            why = f"this server cannot load its text-to-image model ({e})"
+            if self.image_model is None and not default_model_installed(DEFAULT_IMAGE_MODEL_NAME):
+                why = f"the embedded {DEFAULT_IMAGE_MODEL_NAME} is not installed on this server"
+            raise JobError(
+                "task", f"image and zero-shot jobs need a text-to-image model: {why} (see t2v serve --image-model)"
+            ) from None
 
     def start(self):
         self.thread = threading.Thread(target=self._work, name="t2v-worker", daemon=True)
@@ -166,7 +196,7 @@ class JobQueue:
 
     def _run(self, job_id: str, p: dict):
         start = time.time()
-        self.live[job_id] = {"step": 0, "total": p.get("num_inference_steps"), "eta": None}
+        self.live[job_id] = {"step": 0, "total": total_steps(p), "eta": None}
 
         def on_step(step, total):
             if job_id in self.cancelled or self.stopping.is_set():
@@ -174,31 +204,12 @@ class JobQueue:
             elapsed = time.time() - start
             self.live[job_id] = {"step": step, "total": total, "eta": elapsed / step * (total - step)}
 
-        out = self.videos / f"{job_id}.mp4"  # the name comes from the server's UUID, never from the request
-        req = GenerateRequest(
-            **{k: p.get(k) for k in PARAM_FIELDS},
-            output=out,
-            model=self.model,
-            device=self.device,
-            dtype=self.dtype,
-            overwrite=True,
-            progress=False,
-        )
-        if req.scheduler is None and self.pipe is not None:
-            self.pipe.scheduler = self.base_scheduler  # a previous job may have swapped it
+        # the file's name comes from the server's UUID, never from the request
+        out = self.videos / f"{job_id}{SUFFIXES.get(task_of(p), '.mp4')}"
         status, error, result = "succeeded", None, None
         try:
-            r = run_generate(req, on_step=on_step)
-            result = json.dumps(
-                {
-                    "num_frames": r.num_frames,
-                    "height": r.height,
-                    "width": r.width,
-                    "fps": r.fps,
-                    "seconds": round(time.time() - start, 3),
-                    **({"warnings": list(r.warnings)} if r.warnings else {}),
-                }
-            )
+            made = run_job(p, out, self, on_step)
+            result = json.dumps({**made, "seconds": round(time.time() - start, 3)})
         except Stopped:
             status = "queued" if job_id not in self.cancelled else "cancelled"
             stopped_at = self.live.get(job_id, {}).get("step", 0) + 1  # the step that had just finished
@@ -232,7 +243,7 @@ class JobQueue:
     # ------------------------------------------------------------------ the API's operations
     def submit(self, body: dict, source: str = "api") -> dict:
         """Check the parameters and queue a job. Raises JobError (-> 422) or QueueFull (-> 429)."""
-        params = check_params(body, self.pipe, self.limits, self.device)
+        params = check_job(body, self.pipe, self.image_pipeline, self.limits, self.device)
         job_id = str(uuid.uuid4())
         with self.lock:
             queued = self.db.execute("SELECT COUNT(*) FROM jobs WHERE status='queued'").fetchone()[0]
@@ -311,26 +322,34 @@ class JobQueue:
 
     def video_path(self, job_id: str) -> Path | None:
         """The finished video of a job, inside the data directory (None if there is none)."""
+        return self._file(job_id, ".mp4")
+
+    def image_path(self, job_id: str) -> Path | None:
+        """The finished picture of an image job, inside the data directory (None if there is none)."""
+        return self._file(job_id, ".png")
+
+    def _file(self, job_id: str, suffix: str) -> Path | None:
         with self.lock:
             row = self.db.execute("SELECT video FROM jobs WHERE id=? AND status='succeeded'", (job_id,)).fetchone()
         if row is None or not row["video"]:
             return None
         path = (self.videos / row["video"]).resolve()
-        return path if path.parent == self.videos and path.is_file() else None
+        return path if path.parent == self.videos and path.suffix == suffix and path.is_file() else None
 
     def _public(self, row, position: int | None = None) -> dict:
         """A row as the API shows it. Defensive: a row it cannot fully read (written by an older version,
         or damaged) is still shown, with what can be read, so listing never fails on one job."""
         params, result = loads(row["params"], {}), loads(row["result"], {}) or None
         live = self.live.get(row["id"]) if row["status"] == "running" else None
-        total = params.get("num_inference_steps")
-        total = total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else 0
+        total, task = total_steps(params), task_of(params)
+        done = row["status"] == "succeeded"
         step, total = (live["step"], live["total"] or 0) if live else (0, total)
-        if row["status"] == "succeeded":
+        if done:
             step = total
         return json_safe(
             {
                 "id": row["id"],
+                "task": task,
                 "status": row["status"],
                 "progress": round(step / total, 4) if total else 0.0,
                 "step": step,
@@ -341,7 +360,8 @@ class JobQueue:
                 "error": row["error"] if isinstance(row["error"], str) else None,
                 "params": params,
                 "result": result,
-                "video_url": f"/v1/jobs/{row['id']}/video" if row["status"] == "succeeded" else None,
+                "video_url": f"/v1/jobs/{row['id']}/video" if done and task != "image" else None,
+                "image_url": f"/v1/jobs/{row['id']}/image" if done and task == "image" else None,
                 "source": row["source"],
                 "attempts": row["attempts"],
                 "created_at": _iso(row["created"]),

@@ -3,7 +3,8 @@
 The request's own checks (`t2v.request.GenerateRequest`, the same as the CLI's) plus the server's
 limits: frames, size, steps, prompt lengths (a storyboard's scenes and negative prompt too) and the
 job's cost, frames x height x width x steps, so that no accepted job runs for days, and a running
-one (which stops at the end of a denoising step) stops soon after it is cancelled.
+one (which stops at the end of a denoising step) stops soon after it is cancelled. `t2v.server.tasks`
+applies the same limits to picture and zero-shot jobs.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def check_params(body: dict, pipe, limits: Limits, device: str = "cpu") -> dict:
     """
     given = {k: v for k, v in body.items() if v is not None}
     for name in ("prompt", "negative_prompt"):
-        _check_length(name, name, given.get(name), limits)
+        check_length(name, name, given.get(name), limits)
     try:
         req = GenerateRequest(**{k: given.get(k) for k in PARAM_FIELDS}).resolve(pipe)
     except RequestError as e:
@@ -76,22 +77,16 @@ def check_params(body: dict, pipe, limits: Limits, device: str = "cpu") -> dict:
     board = req.storyboard
     if board is not None:
         for i, scene in enumerate(board.scenes, 1):
-            _check_length("storyboard", f"scene {i}: the prompt", scene.prompt, limits)
-        _check_length("storyboard", "the storyboard's negative_prompt", board.negative_prompt, limits)
+            check_length("storyboard", f"scene {i}: the prompt", scene.prompt, limits)
+        check_length("storyboard", "the storyboard's negative_prompt", board.negative_prompt, limits)
         if board.num_frames > limits.max_frames:
             raise JobError(
                 "storyboard",
                 f"the storyboard has {board.num_frames} frames in all; at most {limits.max_frames} on this server",
             )
-    for name, top in (
-        ("num_frames", limits.max_frames),
-        ("height", limits.max_size),
-        ("width", limits.max_size),
-        ("num_inference_steps", limits.max_steps),
-    ):
-        if getattr(req, name) > top:
-            raise JobError(name, f"{name} is {excerpt(getattr(req, name))}; at most {top} on this server")
-    _check_cost(req, limits.max_cost or default_max_cost(device))
+    check_top(req, limits, ("num_frames",))
+    what = f"{req.num_frames} frames of {req.width}x{req.height}"
+    check_cost(req.num_frames, req.height, req.width, req.num_inference_steps, limits, device, what)
     p = {k: getattr(req, k) for k in PARAM_FIELDS if getattr(req, k) is not None}
     if board is not None:
         p.pop("num_frames")
@@ -101,7 +96,7 @@ def check_params(body: dict, pipe, limits: Limits, device: str = "cpu") -> dict:
     return p
 
 
-def _check_length(field: str, name: str, text, limits: Limits) -> None:
+def check_length(field: str, name: str, text, limits: Limits) -> None:
     if isinstance(text, str) and len(text) > limits.max_prompt_chars:
         raise JobError(
             field,
@@ -111,12 +106,21 @@ def _check_length(field: str, name: str, text, limits: Limits) -> None:
         )
 
 
-def _check_cost(req: GenerateRequest, max_cost: float) -> None:
-    cost = job_cost(req.num_frames, req.height, req.width, req.num_inference_steps)
+def check_top(req, limits: Limits, frames: tuple[str, ...] = ()) -> None:
+    """A resolved request's size and steps (and frames, for the `frames` fields) within the server's limits."""
+    tops = {"num_frames": limits.max_frames, "height": limits.max_size, "width": limits.max_size}
+    for name in (*frames, "height", "width", "num_inference_steps"):
+        top = tops.get(name, limits.max_steps)
+        if getattr(req, name) > top:
+            raise JobError(name, f"{name} is {excerpt(getattr(req, name))}; at most {top} on this server")
+
+
+def check_cost(frames: int, height: int, width: int, steps: int, limits: Limits, device: str, what: str) -> None:
+    """The job's cost (`job_cost`) within the server's --max-cost; `what` it makes, in words, for the message."""
+    cost, max_cost = job_cost(frames, height, width, steps), limits.max_cost or default_max_cost(device)
     if cost > max_cost:
         raise JobError(
             "",
-            f"this job is {cost:.4g} megapixel-steps ({req.num_frames} frames of {req.width}x{req.height} in "
-            f"{req.num_inference_steps} steps); at most {max_cost:g} on this server: "
-            "ask for fewer frames, pixels or steps",
+            f"this job is {cost:.4g} megapixel-steps ({what} in {steps} steps); at most {max_cost:g} on this "
+            "server: ask for fewer frames, pixels or steps",
         )

@@ -15,12 +15,14 @@ from pathlib import Path
 import yaml
 
 
-STAGES = ("vae", "unet", "decoder")
+STAGES = ("vae", "unet", "decoder", "image")
 
 
 @dataclass
 class DataConfig:
-    kind: str = "shapes"  # "shapes" (the synthetic world, made on the fly) or "folder" (videos + captions)
+    # "shapes" (the synthetic world's clips, made on the fly), "shapes_stills" (its frames with still captions,
+    # num_frames frames of one clip per item) or "folder" (videos + captions)
+    kind: str = "shapes"
     path: str | None = None  # for "folder": a directory with captions.csv or captions.jsonl
     seed: int = 0
     num_frames: int = 16
@@ -32,7 +34,9 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    stage: str = "unet"  # "vae", "unet" or "decoder" (a refiner for the PatchAutoencoder at vae_path)
+    # "vae", "unet", "decoder" (a refiner for the PatchAutoencoder at vae_path) or "image" (a text-to-image
+    # UNet2DConditionModel, Stable Diffusion layout)
+    stage: str = "unet"
     output_dir: str = "runs/shapes"
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0

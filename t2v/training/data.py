@@ -1,8 +1,10 @@
 """Text-video datasets for training.
 
-Two kinds, each yielding {"video": [F, 3, H, W] in [-1, 1], "caption": str}:
+Three kinds, each yielding {"video": [F, 3, H, W] in [-1, 1], "caption": str}:
 
 - the Shapes world, made on the fly (t2v.world)
+- still frames of the Shapes world with captions of what a frame shows (t2v.world.stills), for the
+  text-to-image stage: F frames of one clip per item
 - a folder of videos with captions, WebVid style: `captions.csv` (columns `video,caption`) or
   `captions.jsonl` (one {"video": ..., "caption": ...} per line), paths relative to the folder.
 """
@@ -20,6 +22,7 @@ from torch.utils.data import Dataset
 
 from t2v.video_io import read_video
 from t2v.world import ShapesWorldDataset
+from t2v.world.stills import ShapesStillsDataset
 
 from .config import DataConfig
 
@@ -88,11 +91,20 @@ def make_dataset(config: DataConfig) -> Dataset:
             p_two_objects=config.p_two_objects,
             split="train",
         )
+    if config.kind == "shapes_stills":
+        return ShapesStillsDataset(
+            length=config.length,
+            seed=config.seed,
+            frames_per_item=config.num_frames,
+            height=config.height,
+            width=config.width,
+            p_two_objects=config.p_two_objects,
+        )
     if config.kind == "folder":
         if not config.path:
             raise ValueError("data.path is required when data.kind is 'folder'")
         return TextVideoFolder(config.path, config.num_frames, config.height, config.width, config.seed)
-    raise ValueError(f"data.kind must be 'shapes' or 'folder', got {config.kind!r}")
+    raise ValueError(f"data.kind must be 'shapes', 'shapes_stills' or 'folder', got {config.kind!r}")
 
 
 def collate(batch: list[dict]) -> dict:

@@ -3,18 +3,20 @@
     t2v train configs/shapes-vae.yaml                               # one process
     accelerate launch --num_processes 2 -m t2v.training.train CONFIG  # several
 
-Two stages, as in latent video diffusion, and an optional third:
+Two stages, as in latent video diffusion, an optional third and a text-to-image one:
   1. "vae": the first stage on single frames: an `AutoencoderKL` or `AutoencoderTiny` (diffusers layout;
      L1 + MSE, plus a small KL term for the KL one), or a `PatchAutoencoder` fitted by PCA in closed form.
   2. "unet": a `UNet3DConditionModel` on VAE latents of clips (epsilon or v prediction), a frozen text
      encoder, captions dropped 10% of the time for classifier-free guidance, min-SNR loss weighting, EMA.
   3. "decoder": a refiner for a `PatchAutoencoder`'s decoder, trained on noisy latents of real frames.
+  4. "image": a text-to-image `UNet2DConditionModel` (Stable Diffusion layout) on latents of still frames,
+     for the zero-shot, control, edit and tuning pipelines; it may start from a video UNet's spatial layers.
 
 Checkpoints (`output_dir/checkpoint/`, safetensors + JSON, never pickle) are written every
 `checkpoint_every` steps and picked up again by the next run with the same output_dir. The final
 model is written in diffusers layout: `output_dir/vae/` or `output_dir/model/` (a whole pipeline).
 
-Stages 1 and 3 are in `first_stage.py`, stage 2 in `unet.py`, the loop they share in `loop.py`.
+Stages 1 and 3 are in `first_stage.py`, stage 2 in `unet.py`, stage 4 in `image.py`, the loop they share in `loop.py`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from accelerate.utils import set_seed
 
 from .config import TrainConfig, load_config
 from .first_stage import train_decoder, train_vae
+from .image import train_image
 from .unet import train_unet
 
 
@@ -46,7 +49,7 @@ def parse_overrides(args: list[str]) -> dict:
 
 def train(config: TrainConfig) -> Path:
     set_seed(config.seed)
-    return {"vae": train_vae, "unet": train_unet, "decoder": train_decoder}[config.stage](config)
+    return {"vae": train_vae, "unet": train_unet, "decoder": train_decoder, "image": train_image}[config.stage](config)
 
 
 if __name__ == "__main__":  # accelerate launch -m t2v.training.train CONFIG [key=value ...]

@@ -68,7 +68,7 @@ def test_config_errors(tmp_path):
         load_config(write_config(tmp_path / "a.yaml", stepz=3))
     with pytest.raises(ValueError, match="unknown DataConfig keys: colour"):
         load_config(write_config(tmp_path / "b.yaml", data={"colour": "red"}))
-    with pytest.raises(ValueError, match="stage must be one of 'vae', 'unet', 'decoder', got 'gan'"):
+    with pytest.raises(ValueError, match="stage must be one of 'vae', 'unet', 'decoder', 'image', got 'gan'"):
         load_config(write_config(tmp_path / "c.yaml", stage="gan"))
     with pytest.raises(ValueError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
@@ -386,3 +386,43 @@ def test_clip_mse_weighs_object_cells_more():
     assert torch.allclose(clip_mse(on_object, target, fg, 3.0), torch.tensor([4 / 19]))
     assert torch.allclose(clip_mse(off_object, target, fg, 3.0), torch.tensor([1 / 19]))
     assert torch.allclose(clip_mse(target + 1, target, fg, 3.0), torch.tensor([1.0]))  # weights average to 1
+
+
+def test_image_stage_starts_from_video_unet_and_exports_a_stable_diffusion_folder(tmp_path):
+    """Stage "image": a UNet2DConditionModel on stills, started from a 3D UNet's spatial layers; the export
+    is a StableDiffusionPipeline folder that t2v's text-to-image pipeline (and diffusers') loads."""
+    from diffusers import UNet3DConditionModel
+    from safetensors.torch import load_file, save_file
+
+    from t2v.pipelines.text_to_image import TextToImagePipeline
+    from t2v.training.image import spatial_weights
+
+    train(
+        load_config(vae_config(tmp_path, vae_type="patch", vae={"patch_size": 8, "latent_channels": 8}, pca_frames=32))
+    )
+    torch.manual_seed(0)
+    video_unet = UNet3DConditionModel(
+        sample_size=4, in_channels=8, out_channels=8, cross_attention_dim=384, **{**TINY_UNET, "attention_head_dim": 2}
+    )
+    save_file(video_unet.state_dict(), tmp_path / "video-unet.safetensors")
+    image_unet = {
+        **TINY_UNET,
+        "attention_head_dim": [4, 4],
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    }
+    settings = yaml.safe_load(unet_config(tmp_path).read_text())
+    settings.update(stage="image", unet=image_unet, init_from=str(tmp_path / "video-unet.safetensors"), steps=2)
+    settings["data"] = {**TINY_DATA, "kind": "shapes_stills", "num_frames": 2}
+    settings["output_dir"] = str(tmp_path / "image")
+    path = train(load_config(write_config(tmp_path / "image.yaml", **settings)))
+    index = json.loads((path / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline" and index["unet"] == ["diffusers", "UNet2DConditionModel"]
+    start = spatial_weights(video_unet.state_dict())
+    assert not any("temp_" in k or k.startswith("transformer_in") for k in start)
+    trained = load_file(path / "unet" / "diffusion_pytorch_model.safetensors")
+    assert set(trained) == set(start)
+    pipe = TextToImagePipeline.from_pretrained(path)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a red circle on a black background", num_inference_steps=2, seed=0, output_type="np").images
+    assert image.shape == (1, 32, 32, 3) and np.isfinite(image).all()
