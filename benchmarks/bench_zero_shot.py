@@ -62,7 +62,8 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
-    from diffusers import DDIMScheduler, TextToVideoZeroPipeline as DiffusersZero
+    from diffusers import DDIMScheduler
+    from diffusers import TextToVideoZeroPipeline as DiffusersZero
 
     from t2v.pipelines.text_to_image import TextToImagePipeline
     from t2v.pipelines.text_to_video_zero import TextToVideoZeroPipeline
@@ -79,7 +80,7 @@ def main() -> None:
     t0 = min(t0, t1 - 1)
     ours = TextToVideoZeroPipeline(**parts)
     theirs = DiffusersZero(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    call = dict(video_length=frames, height=size, width=size, num_inference_steps=steps, t0=t0, t1=t1)
+    call = {"video_length": frames, "height": size, "width": size, "num_inference_steps": steps, "t0": t0, "t1": t1}
     call.update(guidance_scale=7.5, motion_field_strength_x=12, motion_field_strength_y=12, output_type="np")
     fns = {
         "t2v": lambda: ours(PROMPT, generator=torch.Generator().manual_seed(0), **call),

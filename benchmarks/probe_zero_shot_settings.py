@@ -37,13 +37,13 @@ def main() -> None:
     import torch
 
     from t2v.eval.zero_shot import evaluate_zero_shot, zero_shot_prompts
+    from t2v.pipelines.schedulers import make_scheduler
     from t2v.pipelines.text_to_image import TextToImagePipeline
     from t2v.pipelines.text_to_video_zero import TextToVideoZeroPipeline
-    from t2v.pipelines.schedulers import make_scheduler
 
     torch.set_num_threads(args.threads)
     image = TextToImagePipeline.from_pretrained(args.model)
-    pipe = TextToVideoZeroPipeline(**{k: v for k, v in image.components.items() if k != "image_encoder"})
+    pipe = TextToVideoZeroPipeline(**image.components)
     pipe.scheduler = make_scheduler("ddim", image.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     prompts = zero_shot_prompts(args.prompts, seed=99)
@@ -57,7 +57,14 @@ def main() -> None:
         if not 0 <= t0 < t1 < steps:
             continue
         start = time.time()
-        kw = dict(video_length=args.frames, num_inference_steps=steps, t0=t0, t1=t1, warp=warp, guidance_scale=guidance)
+        kw = {
+            "video_length": args.frames,
+            "num_inference_steps": steps,
+            "t0": t0,
+            "t1": t1,
+            "warp": warp,
+            "guidance_scale": guidance,
+        }
         s = evaluate_zero_shot(pipe, prompts, tuple(range(args.seeds)), progress=False, **kw)["summary"]
         print(
             f"| {warp} | {t0} | {t1} | {steps} | {guidance:g} | {100 * s['attributes_all_correct']:.0f}% | "

@@ -130,7 +130,7 @@ def image_eval(model: str | None, images: int, zero_shot: int, seeds: int, devic
         }
         report["images"]["settings"] = {"model": name, **settings}
     if zero_shot:
-        zero = TextToVideoZeroPipeline(**{k: v for k, v in pipe.components.items() if k != "image_encoder"})
+        zero = TextToVideoZeroPipeline(**pipe.components)
         zero.set_progress_bar_config(disable=True)
         t0, t1 = zero_shot_steps(d, d.zero_shot_steps, None, None)
         gen = {"video_length": d.video_length, "num_inference_steps": d.zero_shot_steps, "t0": t0, "t1": t1}

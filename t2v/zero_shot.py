@@ -262,7 +262,7 @@ def zero_shot_frames(pipe, req: ZeroShotRequest, callback=None) -> np.ndarray:
     """Frames [F, H, W, 3] in [0, 1] of a resolved zero-shot request, from a text-to-image pipeline's parts."""
     from t2v.pipelines.text_to_video_zero import TextToVideoZeroPipeline
 
-    zero = TextToVideoZeroPipeline(**{k: v for k, v in pipe.components.items() if k != "image_encoder"})
+    zero = TextToVideoZeroPipeline(**pipe.components)
     zero.set_progress_bar_config(disable=not req.progress)
     if req.scheduler:
         zero.scheduler = make_scheduler(req.scheduler, pipe.scheduler.config)

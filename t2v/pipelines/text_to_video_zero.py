@@ -183,7 +183,7 @@ class TextToVideoZeroPipeline(
 
     def __init__(
         self, vae, text_encoder, tokenizer, unet: UNet2DConditionModel, scheduler, safety_checker=None,
-        feature_extractor=None, requires_safety_checker: bool = False,  # an SD folder's config; never required
+        feature_extractor=None, image_encoder=None, requires_safety_checker=False,  # SD pipelines' extras: unused
     ):  # fmt: skip
         super().__init__()
         self.register_modules(
