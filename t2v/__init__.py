@@ -16,6 +16,7 @@ _LAZY = {
     "load_pipeline": "t2v.pipelines.text_to_video",
     "TextToImagePipeline": "t2v.pipelines.text_to_image",
     "TextToVideoZeroPipeline": "t2v.pipelines.text_to_video_zero",
+    "ControlVideoPipeline": "t2v.pipelines.control_video",
     "save_model": "t2v.models.loading",
     "write_video": "t2v.video_io",
     "read_video": "t2v.video_io",
