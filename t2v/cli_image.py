@@ -109,6 +109,7 @@ def image_eval(model: str | None, images: int, zero_shot: int, seeds: int, devic
     from t2v.eval.images import evaluate_images, image_prompts
     from t2v.eval.zero_shot import evaluate_zero_shot, zero_shot_prompts
     from t2v.models.loading import pick_device
+    from t2v.pipelines.schedulers import make_scheduler
     from t2v.pipelines.text_to_video_zero import TextToVideoZeroPipeline
     from t2v.zero_shot import get_image_pipeline, zero_shot_steps
 
@@ -131,6 +132,7 @@ def image_eval(model: str | None, images: int, zero_shot: int, seeds: int, devic
         report["images"]["settings"] = {"model": name, **settings}
     if zero_shot:
         zero = TextToVideoZeroPipeline(**pipe.components)
+        zero.scheduler = make_scheduler("ddim", pipe.scheduler.config)  # as `t2v zero`
         zero.set_progress_bar_config(disable=True)
         t0, t1 = zero_shot_steps(d, d.zero_shot_steps, None, None)
         gen = {"video_length": d.video_length, "num_inference_steps": d.zero_shot_steps, "t0": t0, "t1": t1}

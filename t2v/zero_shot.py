@@ -264,8 +264,7 @@ def zero_shot_frames(pipe, req: ZeroShotRequest, callback=None) -> np.ndarray:
 
     zero = TextToVideoZeroPipeline(**pipe.components)
     zero.set_progress_bar_config(disable=not req.progress)
-    if req.scheduler:
-        zero.scheduler = make_scheduler(req.scheduler, pipe.scheduler.config)
+    zero.scheduler = make_scheduler(req.scheduler or "ddim", pipe.scheduler.config)  # the method's DDIM by default
     motion = (
         {"motion": req.motion} if req.motion else {"motion_x": req.motion_x or 0.0, "motion_y": req.motion_y or 0.0}
     )

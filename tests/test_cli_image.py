@@ -160,3 +160,13 @@ def test_what_the_model_cannot_run_is_refused_before_it_runs(tmp_path, image_mod
     r = run(*args, "-o", pipe_out, "-m", image_model)
     assert r.exit_code == 2 and message in r.output and len(r.output) < 400, r.output
     assert not pipe_out.exists()
+
+
+def test_ddim_from_another_schedulers_config_does_not_clip_latents():
+    from diffusers import DPMSolverMultistepScheduler
+
+    from t2v.pipelines.schedulers import make_scheduler
+
+    assert make_scheduler("ddim", DPMSolverMultistepScheduler().config).config.clip_sample is False
+    assert make_scheduler("ddpm", DPMSolverMultistepScheduler().config).config.clip_sample is False
+    assert make_scheduler("ddim", DDIMScheduler(clip_sample=True).config).config.clip_sample is True  # as it says

@@ -59,12 +59,26 @@ PIPELINE_KINDS = {
     "TextToVideoPipeline": "text-to-video",
     "StableDiffusionPipeline": "text-to-image",
     "TextToVideoZeroPipeline": "text-to-image",
+    "StableDiffusionInstructPix2PixPipeline": "image-edit",
+    "VideoInstructPix2PixPipeline": "image-edit",
 }
-UNET_OF_KIND = {"text-to-video": "UNet3DConditionModel", "text-to-image": "UNet2DConditionModel"}
+UNET_OF_KIND = {
+    "text-to-video": "UNet3DConditionModel",
+    "text-to-image": "UNet2DConditionModel",
+    "image-edit": "UNet2DConditionModel",
+}
 NEEDS = {  # what a kind of pipeline needs, in words, for errors
     "text-to-video": "a TextToVideoSDPipeline-layout model with a UNet3DConditionModel",
     "text-to-image": "a Stable Diffusion-layout model (StableDiffusionPipeline) with a UNet2DConditionModel",
+    "image-edit": "an Instruct-Pix2Pix model (StableDiffusionInstructPix2PixPipeline) with a UNet2DConditionModel",
 }
+CONFIG_ONLY = (
+    "Tokenizer",
+    "TokenizerFast",
+    "Scheduler",
+    "Processor",
+    "FeatureExtractor",
+)  # components without weights
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 DTYPES = {
     "float32": torch.float32,
@@ -93,8 +107,8 @@ def default_model_installed(name: str = DEFAULT_MODEL_NAME) -> bool:
 
 
 def inspect_model_dir(path: str | Path, variant: str | None = None, kind: str = "text-to-video") -> ModelInfo:
-    """Check that `path` holds a `kind` model ("text-to-video" or "text-to-image") in diffusers layout with
-    safetensors weights."""
+    """Check that `path` holds a `kind` model ("text-to-video", "text-to-image" or "image-edit") in diffusers
+    layout with safetensors weights."""
     path = Path(path)
     if not path.is_dir():
         raise ModelError(f"model directory {path} does not exist")
@@ -120,8 +134,9 @@ def inspect_model_dir(path: str | Path, variant: str | None = None, kind: str = 
         )
     meta = json.loads((path / T2V_META).read_text()) if (path / T2V_META).is_file() else {}
     external = set(meta.get("external_components", []))
-    for name, (library, _) in components.items():
-        if library is None or name in ("tokenizer", "scheduler") or name in external:
+    for name, (library, cls_name) in components.items():
+        config_only = name in ("tokenizer", "scheduler") or str(cls_name).endswith(CONFIG_ONLY)
+        if library is None or config_only or name in external:
             continue
         folder = path / name
         if not folder.is_dir():

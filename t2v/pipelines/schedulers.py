@@ -33,5 +33,7 @@ def make_scheduler(name: str, config) -> diffusers.SchedulerMixin:
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
     cls_name, overrides = SCHEDULERS[name]
+    if cls_name in ("DDIMScheduler", "DDPMScheduler") and "clip_sample" not in config:
+        overrides = {**overrides, "clip_sample": False}  # (their default clips x0 to [-1, 1]: wrong for latents)
     cls = getattr(diffusers, cls_name)
     return cls.from_config(config, **overrides)

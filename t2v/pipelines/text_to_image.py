@@ -32,12 +32,14 @@ class ImageModelLoading:
     pipeline class): an SD-layout directory, a Hub id, or None for t2v's embedded text-to-image model,
     checked first (safetensors only, never pickle, no Python code), with the model's `ImageModelDefaults`."""
 
+    model_kind = "text-to-image"  # what t2v.models.loading checks the model directory for
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path=None, **kwargs):
         kwargs.setdefault("safety_checker", None)  # no safety checker is loaded unless the caller passes one
         kwargs.setdefault("requires_safety_checker", False)
         pipe, info = checked_from_pretrained(
-            super().from_pretrained, pretrained_model_name_or_path, "text-to-image", **kwargs
+            super().from_pretrained, pretrained_model_name_or_path, cls.model_kind, **kwargs
         )
         pipe.defaults = ImageModelDefaults.read(info)
         return pipe
