@@ -76,8 +76,8 @@ def main() -> None:
         parts = {k: getattr(pipe, k) for k in ("vae", "text_encoder", "tokenizer", "unet")}
         parts["scheduler"] = DDIMScheduler.from_config(pipe.scheduler.config)
         frames, size, steps = args.frames or 16, args.size or 64, args.steps or 50
-    t0, t1 = max(0, round(0.88 * steps) - 1), max(1, round(0.94 * steps))
-    t0 = min(t0, t1 - 1)
+    t1 = min(steps - 1, max(1, round(0.94 * steps)))  # the original's 44 and 47 of 50
+    t0 = min(t1 - 1, round(0.88 * steps))
     ours = TextToVideoZeroPipeline(**parts)
     theirs = DiffusersZero(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     call = {"video_length": frames, "height": size, "width": size, "num_inference_steps": steps, "t0": t0, "t1": t1}

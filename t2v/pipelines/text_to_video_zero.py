@@ -84,16 +84,15 @@ class Motion(NamedTuple):
 
 
 def resolve_motion(height, width, strength_x, strength_y, motion_x=None, motion_y=None, zoom=1.0, preset=None):
-    """A preset replaces the strengths (and zoom, unless zoom != 1); motion_x / motion_y replace the
-    strengths, without the original's offset."""
+    """A preset replaces the strengths (and zoom, unless zoom != 1); motion_x / motion_y replace both
+    strengths (the one not given is 0), without the original's offset."""
     if preset is not None:
         strength_x, strength_y = (MOTION_PRESETS[preset][f"motion_field_strength_{a}"] for a in "xy")
         zoom = MOTION_PRESETS[preset].get("zoom", 1.0) if zoom == 1.0 else zoom
-    shift_x = strength_to_motion(strength_x, width) if motion_x is None else motion_x
-    shift_y = strength_to_motion(strength_y, height) if motion_y is None else motion_y
-    offset = (0.0 if motion_x is not None else strength_to_motion(0.5, width),)
-    offset += (0.0 if motion_y is not None else strength_to_motion(0.5, height),)
-    return Motion((float(shift_x), float(shift_y)), offset, float(zoom))
+    if motion_x is not None or motion_y is not None:
+        return Motion((float(motion_x or 0.0), float(motion_y or 0.0)), (0.0, 0.0), float(zoom))
+    shift = (strength_to_motion(strength_x, width), strength_to_motion(strength_y, height))
+    return Motion(shift, (strength_to_motion(0.5, width), strength_to_motion(0.5, height)), float(zoom))
 
 
 def renoise(latents, alphas, t_from: int, t_to: int, noise) -> torch.Tensor:

@@ -113,7 +113,7 @@ def test_strength_and_pixel_motion_convert():
     assert strength_to_motion(12, 64) == -1.5 and strength_to_motion(-32, 32) == 2.0
     motion = resolve_motion(64, 128, 12, -24)
     assert motion.shift == (-3.0, 3.0) and motion.zoom == 1.0
-    assert resolve_motion(64, 64, 12, 12, motion_x=2.0).shift == (2.0, -1.5)
+    assert resolve_motion(64, 64, 12, 12, motion_x=2.0).shift == (2.0, 0.0)  # the axis not given does not move
     assert resolve_motion(64, 64, 99, 99, preset="original") == resolve_motion(64, 64, 12, 12)
     assert resolve_motion(64, 64, 12, 12, preset="zoom-in").zoom == MOTION_PRESETS["zoom-in"]["zoom"]
     assert resolve_motion(64, 64, 12, 12, zoom=1.5, preset="zoom-in").zoom == 1.5

@@ -82,6 +82,8 @@ def test_shipped_configs_load():
     root = Path(__file__).parents[2] / "configs"
     assert load_config(root / "shapes-vae.yaml").stage == "vae"
     assert load_config(root / "shapes-unet.yaml").stage == "unet"
+    image = load_config(root / "shapes-image.yaml")
+    assert image.stage == "image" and image.data.kind == "shapes_stills" and image.init_from.endswith(".safetensors")
     motion = load_config(root / "shapes-unet-motion.yaml")
     assert motion.temporal_position == "sinusoidal" and motion.init_from.startswith("runs/shapes3/")
     spatial = load_config(root / "shapes-unet-spatial.yaml")  # starts from the motion run's output
