@@ -155,13 +155,13 @@ BAD = [
     ({**ZERO, "warp": "sideways"}, "warp", "warp must be one of latent, pixel"),
     ({**ZERO, "num_frames": 257}, "num_frames", "at most 256 on this server"),
     ({**ZERO, "num_inference_steps": 1}, "t0", "t0 < t1 < steps"),
-    ({**ZERO, "scheduler": "euler"}, "scheduler", "euler is not one: choose one of dpm++, dpm++-karras, ddim"),
+    ({**ZERO, "scheduler": "euler"}, "scheduler", "euler is not one"),
     ({**IMAGE, "num_frames": 3}, "num_frames", "not a parameter of image jobs"),
     ({**IMAGE, "motion_x": 1.0}, "motion_x", "not a parameter of image jobs"),
     ({**IMAGE, "fps": 8}, "fps", "not a parameter of image jobs"),
     ({**IMAGE, "height": 36}, "height", "multiple of 8"),
     ({**IMAGE, "width": 2048}, "width", "at most 1024 on this server"),
-    ({**IMAGE, "num_inference_steps": 1001}, "num_inference_steps", "at most 1000 on this server"),
+    ({**IMAGE, "num_inference_steps": 1001}, "num_inference_steps", "at most 999 for this model"),
     ({**IMAGE, "prompt": "x" * 1001}, "prompt", "at most 1000 on this server"),
     ({**IMAGE, "prompt": None}, "prompt", "prompt must be a non-empty string"),
     ({**IMAGE, "scheduler": "magic"}, "scheduler", "unknown scheduler 'magic'"),
@@ -186,9 +186,9 @@ def test_replies_do_not_grow_with_the_request(client):
 
 
 def test_cost_limit(client, image_model):
-    r = client.post("/v1/jobs", json={**IMAGE, "height": 1024, "width": 1024, "num_inference_steps": 1000})
+    r = client.post("/v1/jobs", json={**IMAGE, "height": 1024, "width": 1024, "num_inference_steps": 999})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"], r.text
-    assert "(a 1024x1024 picture in 1000 steps); at most 100 on this server" in r.json()["detail"][0]["msg"]
+    assert "(a 1024x1024 picture in 999 steps); at most 100 on this server" in r.json()["detail"][0]["msg"]
     from t2v.pipelines.text_to_image import TextToImagePipeline
 
     pipe = TextToImagePipeline.from_pretrained(str(image_model))
@@ -264,10 +264,12 @@ def close(queue):
 def test_a_server_without_a_picture_model(tiny_model, tmp_path, monkeypatch, capsys):
     """The embedded picture model not installed: the server starts, says so, and refuses those jobs."""
     import t2v.models.loading as loading
+    import t2v.zero_shot
     from t2v.server import load_image_model
     from t2v.server.app import build_ui
 
     monkeypatch.setattr(loading, "DEFAULT_IMAGE_MODEL_DIR", tmp_path / "not-installed")
+    monkeypatch.setattr(t2v.zero_shot, "_cache", {})  # (an earlier test may have loaded the embedded one)
     queue = JobQueue(tmp_path / "data", model=str(tiny_model), device="cpu")
     try:
         queue.load()
