@@ -4,8 +4,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import DDIMScheduler
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -20,35 +19,9 @@ runner = CliRunner()
 @pytest.fixture
 def image_model(tmp_path):
     """A tiny random text-to-image model (16x16 latents -> 32x32 pictures), saved in SD layout."""
-    from tiny import tiny_clip_text_encoder, tiny_clip_tokenizer, tiny_vae
+    from tiny2d import save_tiny_sd
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=4,
-        norm_num_groups=4,
-    )
-    tokenizer = tiny_clip_tokenizer()
-    pipe = StableDiffusionPipeline(
-        vae=tiny_vae(),
-        text_encoder=tiny_clip_text_encoder(len(tokenizer)).eval(),
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    path = tmp_path / "tiny-sd"
-    pipe.save_pretrained(path, safe_serialization=True)
-    return path
+    return save_tiny_sd(tmp_path / "tiny-sd")
 
 
 def run(*args):

@@ -69,3 +69,19 @@ def tiny_zero_pipeline(encoder: str = "clip", vae: str = "kl") -> TextToVideoZer
     pipe = TextToVideoZeroPipeline(**tiny_sd_components(encoder, vae))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def save_tiny_sd(path, **defaults):
+    """The tiny components saved as diffusers saves a StableDiffusionPipeline (no safety checker); `defaults`
+    go to t2v_model.json's "defaults"."""
+    import json
+
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        **tiny_sd_components(), safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    pipe.save_pretrained(path, safe_serialization=True)
+    if defaults:
+        (path / "t2v_model.json").write_text(json.dumps({"defaults": defaults}))
+    return path

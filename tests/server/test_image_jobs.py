@@ -10,11 +10,9 @@ import time
 
 import httpx
 import pytest
-import torch
-from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from PIL import Image
 from server_process import Server
-from tiny import tiny_clip_text_encoder, tiny_clip_tokenizer, tiny_vae
+from tiny2d import save_tiny_sd
 
 from t2v.server.jobs import JobError, JobQueue
 from t2v.server.limits import Limits
@@ -31,33 +29,7 @@ DEFAULTS = {"num_inference_steps": 2, "zero_shot_steps": 4, "t0": 2, "t1": 3, "v
 
 def save_tiny_image_model(path):
     """A tiny random SD-layout text-to-image model (32x32 pictures), saved as diffusers saves one."""
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 8),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=4,
-        norm_num_groups=2,
-    )
-    tokenizer = tiny_clip_tokenizer()
-    pipe = StableDiffusionPipeline(
-        vae=tiny_vae(),
-        text_encoder=tiny_clip_text_encoder(len(tokenizer)).eval(),
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(path, safe_serialization=True)
-    (path / "t2v_model.json").write_text(json.dumps({"defaults": DEFAULTS}))
-    return path
+    return save_tiny_sd(path, **DEFAULTS)
 
 
 @pytest.fixture(scope="module")
