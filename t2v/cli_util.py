@@ -13,3 +13,10 @@ def fail(message: str, code: int = 2):
 def warn(messages) -> None:
     for message in messages:
         typer.echo(f"warning: {message}", err=True)
+
+
+def transition_option(value: str) -> int | str:
+    """--transition-frames: an integer >= 0 or 'auto'."""
+    if value != "auto" and not (value.isdigit() and value.isascii()):
+        raise ValueError(f"--transition-frames must be an integer >= 0 or 'auto', got {value!r}")
+    return value if value == "auto" else int(value)

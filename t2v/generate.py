@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from t2v.models.defaults import PromptWarning
-from t2v.models.loading import parse_dtype, pick_device
+from t2v.models.loading import parse_dtype, pick_device, prepare_model_dir
+from t2v.pipelines.inversion import ddim_schedulers, inversion_of, prepare_tuned
 from t2v.pipelines.long_video.pipeline import LongVideoPipeline
 from t2v.pipelines.text_to_video import load_pipeline, to_uint8
 from t2v.request import GenerateRequest, RequestError
@@ -35,15 +36,20 @@ _cache: dict[tuple, object] = {}
 
 
 def get_pipeline(model: str | None, device: str, dtype: str | None):
-    """Load once per (model, device, dtype) per process."""
+    """Load once per (model, device, dtype) per process. A tuned model (t2v tune) comes with its
+    sparse-causal attention on and its inversion (t2v.pipelines.inversion.prepare_tuned)."""
     key = (model, device, dtype)
     if key not in _cache:
         _cache.clear()  # one model in memory at a time
-        _cache[key] = load_pipeline(model, device=device, dtype=dtype)
+        pipe = load_pipeline(model, device=device, dtype=dtype)
+        if model is not None:  # (the embedded model is not a tuned one)
+            prepare_tuned(pipe, prepare_model_dir(model))
+        _cache[key] = pipe
     return _cache[key]
 
 
-def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | None = None) -> GenerateResult:
+def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | None = None, pipe=None) -> GenerateResult:
+    """`pipe`: the pipeline of `req.model`, already loaded (the job server's tuned models); None: `get_pipeline`'s."""
     # 1. Cheap checks first: nothing is loaded or generated for a request that cannot be written
     req = req.check()
     if req.output is None:
@@ -53,7 +59,7 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
     parse_dtype(req.dtype, device)
 
     # 2. The model; its recommended settings for anything not given
-    pipe = get_pipeline(req.model, device, req.dtype)
+    pipe = get_pipeline(req.model, device, req.dtype) if pipe is None else pipe
     req = req.resolve(pipe)
     pipe.set_progress_bar_config(disable=not req.progress)
     callback = None
@@ -65,7 +71,9 @@ def run_generate(req: GenerateRequest, on_step: Callable[[int, int], None] | Non
 
     # 3. Generate (in windows or keyframes past the model's length, or scene by scene), then write atomically
     model_scheduler = pipe.scheduler  # the cached pipeline goes back to the model's own solver afterwards
-    if req.scheduler:
+    if req.invert:  # a tuned model's inversion: the DDIM sampler it pairs with
+        pipe.scheduler = ddim_schedulers(model_scheduler.config)[0]
+    elif req.scheduler:
         pipe.set_scheduler(req.scheduler)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -90,6 +98,8 @@ def _generate(pipe, req: GenerateRequest, callback):
         "seed": req.seed,
         "callback_on_step_end": callback,
     }
+    if req.invert:
+        kwargs["latents"] = inversion_of(pipe).latents
     if req.regions:
         kwargs["regions"] = pipe.defaults.region_planner.plan_regions(
             req.prompt, req.num_frames, req.height, req.width

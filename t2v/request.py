@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t2v.models.defaults import SCENE_MOTIONS, ModelDefaults
+from t2v.pipelines.inversion import inversion_of
 from t2v.pipelines.long_video.plan import one_pass
 from t2v.pipelines.long_video.storyboard import (
     MAX_LONG_FRAMES,
@@ -84,6 +85,7 @@ class GenerateRequest:
     progress: bool = True
     regions: bool | None = None  # a prompt naming two objects, each heard in its own region; None: the model's
     scene_motion: str | None = None  # scenes past the model's length: "keyframes" or "windows"; None: the model's
+    invert: bool | None = None  # a tuned model (t2v tune): start from its clip's inversion; None: when it has one
 
     def check(self) -> GenerateRequest:
         """The rules that need no model; returns the request with a parsed storyboard."""
@@ -125,12 +127,17 @@ class GenerateRequest:
             )
         if req.regions is not None and not isinstance(req.regions, bool):
             raise RequestError("regions", f"regions must be true, false or absent, got {excerpt(req.regions)}")
+        if req.invert is not None and not isinstance(req.invert, bool):
+            raise RequestError("invert", f"invert must be true, false or absent, got {excerpt(req.invert)}")
+        if req.invert and req.storyboard is not None:
+            raise RequestError("invert", "a tuned model's inversion starts one prompt, not a storyboard")
         return req
 
     def resolve(self, pipe) -> GenerateRequest:
         """Checked and complete for `pipe` (its `defaults`, `default_size`, `vae_scale_factor`):
-        every None filled with the model's default, a seed drawn, regions decided."""
-        req = self.check()
+        every None filled with the model's default, a seed drawn, regions decided, and for a tuned model
+        whether it starts from its inversion (then frames, size and steps are the inversion's)."""
+        req = _start(self.check(), pipe)
         d, board = pipe.defaults, req.storyboard
         req = dataclasses.replace(
             req,
@@ -144,6 +151,36 @@ class GenerateRequest:
         )
         check_size(req, pipe.vae_scale_factor)
         return dataclasses.replace(req, regions=_regions(req, d))
+
+
+def _start(req: GenerateRequest, pipe) -> GenerateRequest:
+    """`invert` decided: True (from the tuned model's stored inversion, with its frames, size and DDIM steps)
+    or False (from noise)."""
+    inversion = inversion_of(pipe)
+    if inversion is None:
+        if req.invert:
+            raise RequestError("invert", "this model has no inversion to start from (a model made by t2v tune has)")
+        return dataclasses.replace(req, invert=False)
+    if req.invert is False or req.storyboard is not None:
+        return dataclasses.replace(req, invert=False)
+    _, _, frames, h, w = inversion.latents.shape
+    fixed = {"num_frames": frames, "height": h * pipe.vae_scale_factor, "width": w * pipe.vae_scale_factor}
+    fixed["num_inference_steps"] = inversion.num_inference_steps
+    for name, value in fixed.items():
+        given = getattr(req, name)
+        if given is not None and given != value:
+            raise RequestError(
+                name,
+                f"{name} must be the inversion's {value} to start from this tuned model's clip, got {given}; "
+                "or start from noise (--no-invert)",
+            )
+    if req.scheduler not in (None, "ddim"):
+        raise RequestError(
+            "scheduler",
+            f"starting from the inversion needs the ddim scheduler it was made with, got {excerpt(req.scheduler)}; "
+            "or start from noise (--no-invert)",
+        )
+    return dataclasses.replace(req, invert=True, **fixed)
 
 
 def _given(value, default):

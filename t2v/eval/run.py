@@ -171,6 +171,35 @@ def write_report(report: dict, out_dir: str | Path, settings: dict) -> tuple[Pat
     return json_path, md_path
 
 
+def video_markdown(report: dict) -> str:
+    """The edit and control sections of eval.md."""
+    from t2v.eval.controls import controls_markdown
+    from t2v.eval.edits import edits_markdown
+
+    text = ""
+    if "edits" in report:
+        e = report["edits"]["settings"]
+        base = report["edits"].get("frame_by_frame", {}).get("seen", {}).get("flicker")
+        text += (
+            f"\nEdits ({e['model']}, {e['edits']} per set x seeds {e['seeds']}, {e['num_inference_steps']} steps, "
+            f"guidance {e['guidance_scale']}, image guidance {e['image_guidance_scale']}; centroid within 2 px of "
+            "the exactly rendered edit in every frame)"
+            + ("" if base is None else f"; seen flicker frame by frame without cross-frame attention {base:.2f}")
+            + ":\n\n"
+            + edits_markdown(report["edits"]["summary"])
+        )
+    if "tuning" in report:
+        text += "\n" + report["tuning_md"]
+    for kind, r in report.get("controls", {}).items():
+        c = r["settings"]
+        text += (
+            f"\nControl {kind} ({c['controlnet']} on {c['model']}, {c['cases']} cases x seeds {c['seeds']}, "
+            f"{c['num_inference_steps']} steps, guidance {c['guidance_scale']}):\n\n"
+            + controls_markdown(kind, r["summary"], r.get("frame_by_frame"))
+        )
+    return text
+
+
 def _markdown(report: dict) -> str:
     s = report["settings"]
     text = f"# t2v eval\n\n{report['seconds']} s in all\n\n"
@@ -227,6 +256,7 @@ def _markdown(report: dict) -> str:
         z = report["zero_shot"]["settings"]
         text += f"\nZero-shot ({z['model']}, {z['frames']} frames, {z['steps']} steps, t0 {z['t0']}, t1 {z['t1']}, "
         text += f"warp {z['warp']}, guidance {z['guidance']}):" + zero_shot_markdown(report["zero_shot"]["summary"])
+    text += video_markdown(report)
     text += (
         "\nAccuracy is judged by t2v.eval.analyse from the frames; `all_correct` = colour, shape, size, motion and "
         "object count all right (background reported apart). "

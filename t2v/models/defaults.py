@@ -116,10 +116,14 @@ class ImageModelDefaults(_Defaults):
     it; the field defaults are the fallbacks: Stable Diffusion's 50 steps and guidance 7.5, and
     Text2Video-Zero's 8 frames, t0/t1 at steps 44/47 of 50 and latent warping. zero_shot_steps: the
     denoising steps of a zero-shot video (t0 and t1 index them). warp: how a zero-shot frame's motion is
-    applied (t2v.pipelines.text_to_video_zero). regions: as ModelDefaults (used here for prompt warnings)."""
+    applied (t2v.pipelines.text_to_video_zero). regions: as ModelDefaults (used here for prompt warnings).
+    image_guidance_scale: an Instruct-Pix2Pix model's pull towards the source (Video Instruct-Pix2Pix: 1.0);
+    shared_noise: whether its edits start every frame from one noise (the original: a noise per frame)."""
 
     num_inference_steps: int = 50
     guidance_scale: float = 7.5
+    image_guidance_scale: float = 1.0
+    shared_noise: bool = False
     video_length: int = 8
     zero_shot_steps: int = 50
     t0: int = 44
@@ -136,6 +140,12 @@ class ImageModelDefaults(_Defaults):
             raise ValueError(
                 f"defaults: need 0 <= t0 < t1 < zero_shot_steps, got {self.t0}, {self.t1}, {self.zero_shot_steps}"
             )
+        for name in ("guidance_scale", "image_guidance_scale"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"defaults: {name!r} must be a number, got {value!r}")
+        if not isinstance(self.shared_noise, bool):
+            raise ValueError(f"defaults: 'shared_noise' must be true or false, got {self.shared_noise!r}")
         if self.warp not in WARPS:
             raise ValueError(f"defaults: 'warp' must be one of {', '.join(WARPS)}, got {self.warp!r}")
         if self.regions is not None and self.regions not in REGION_PLANNERS:

@@ -31,6 +31,8 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
 DEFAULT_MODEL_NAME = "t2v-shapes"
 DEFAULT_IMAGE_MODEL_DIR = Path(__file__).parent / "default-image"
 DEFAULT_IMAGE_MODEL_NAME = "t2v-shapes-image"
+DEFAULT_EDIT_MODEL_DIR = Path(__file__).parent / "default-edit"
+DEFAULT_EDIT_MODEL_NAME = "t2v-shapes-edit"
 T2V_META = "t2v_model.json"  # our own notes next to model_index.json (e.g. where the text encoder comes from)
 
 # Known models: name -> (where it is, what it is)
@@ -43,9 +45,29 @@ KNOWN_MODELS = {
         "embedded",
         "t2v's text-to-image model (Stable Diffusion layout), Shapes world stills (64x64, CPU); for t2v image / zero",
     ),
+    DEFAULT_EDIT_MODEL_NAME: (
+        "embedded",
+        "t2v's Instruct-Pix2Pix edit model, Shapes world edit pairs (64x64, CPU); for t2v edit",
+    ),
     "damo-vilab/text-to-video-ms-1.7b": ("hub", "ModelScope text-to-video 1.7B (256x256, 16 frames; GPU recommended)"),
 }
-EMBEDDED = {DEFAULT_MODEL_NAME: "DEFAULT_MODEL_DIR", DEFAULT_IMAGE_MODEL_NAME: "DEFAULT_IMAGE_MODEL_DIR"}
+EMBEDDED = {
+    DEFAULT_MODEL_NAME: "DEFAULT_MODEL_DIR",
+    DEFAULT_IMAGE_MODEL_NAME: "DEFAULT_IMAGE_MODEL_DIR",
+    DEFAULT_EDIT_MODEL_NAME: "DEFAULT_EDIT_MODEL_DIR",
+}
+EMBEDDED_CONTROLNETS = {"edges": "controlnet-edges", "depth": "controlnet-depth"}  # folders in default-image/
+EMBEDDED_BY_KIND = {
+    "text-to-video": DEFAULT_MODEL_NAME,
+    "text-to-image": DEFAULT_IMAGE_MODEL_NAME,
+    "image-edit": DEFAULT_EDIT_MODEL_NAME,
+}
+
+
+def embedded_controlnet(kind: str) -> Path | None:
+    """The embedded text-to-image model's ControlNet for `kind` ("edges", "depth"), or None if not installed."""
+    folder = embedded_dir(DEFAULT_IMAGE_MODEL_NAME) / EMBEDDED_CONTROLNETS.get(kind, "-")
+    return folder if (folder / "config.json").is_file() else None
 
 
 def embedded_dir(name: str) -> Path:
@@ -125,7 +147,10 @@ def inspect_model_dir(path: str | Path, variant: str | None = None, kind: str = 
     unet = components.get("unet", [None, None])[1]
     if PIPELINE_KINDS.get(cls) != kind or unet != UNET_OF_KIND[kind]:
         what = f"a {cls}" + (f" with a {unet}" if unet else "") + f" (components: {', '.join(components) or 'none'})"
-        raise ModelError(f"{path} is not a {kind} model: found {what}; t2v's {kind} pipelines need {NEEDS[kind]}")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ModelError(
+            f"{path} is not {article} {kind} model: found {what}; t2v's {kind} pipelines need {NEEDS[kind]}"
+        )
     code = sorted(str(p.relative_to(path)) for p in path.rglob("*.py"))
     if code:
         raise ModelError(
@@ -163,7 +188,7 @@ def resolve_model(model: str | None, kind: str = "text-to-video") -> str | Path:
     """None -> the embedded model of `kind`; an embedded model's name -> it; an existing path -> that path;
     else a Hub id."""
     if model is None:
-        model = DEFAULT_MODEL_NAME if kind == "text-to-video" else DEFAULT_IMAGE_MODEL_NAME
+        model = EMBEDDED_BY_KIND[kind]
     if model in EMBEDDED:
         if not default_model_installed(model):
             raise ModelError(

@@ -8,7 +8,9 @@ steps: the inverse's last step undoes the sampler's first.
 
 A tuned model (t2v.training.tune.save_tuned) is a diffusers-layout `TextToVideoSDPipeline` folder with
 the inversion latents in `inversion/latents.safetensors`; `load_tuned` loads it with its
-sparse-causal attention switched on, `load_inversion` reads the latents.
+sparse-causal attention switched on, `load_inversion` reads the latents. `prepare_tuned` does the same
+to a pipeline already loaded from such a folder (`t2v generate` does it to every model it loads) and keeps
+the inversion on its UNet, where `inversion_of(pipe)` finds it.
 
 Example:
     >>> pipe, latents = load_tuned("tuned-skier")
@@ -19,8 +21,8 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,7 +31,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from t2v.models.inflate import sparse_causal_attention
-from t2v.models.loading import T2V_META, prepare_model_dir
+from t2v.models.loading import ModelInfo, prepare_model_dir, quiet
 
 from .denoise import guided_noise, scheduler_step
 from .text_to_video import TextToVideoPipeline
@@ -37,6 +39,20 @@ from .text_to_video import TextToVideoPipeline
 
 INVERSION_FILE = "inversion/latents.safetensors"
 DDIM_SPACINGS = ("leading", "trailing")  # what DDIMInverseScheduler supports
+INVERSION_ATTRIBUTE = "t2v_inversion"  # the UNet attribute with a tuned model's Inversion (prepare_tuned sets it)
+
+
+@dataclass(frozen=True)
+class Inversion:
+    """A tuned model's stored DDIM inversion: the latents [1, C, F, h, w] of its clip at the last of
+    `num_inference_steps` DDIM timesteps; DDIM sampling from them with as many steps gives the clip back."""
+
+    latents: torch.Tensor
+    num_inference_steps: int
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.latents.shape[2])
 
 
 def ddim_schedulers(config) -> tuple[DDIMScheduler, DDIMInverseScheduler]:
@@ -46,7 +62,8 @@ def ddim_schedulers(config) -> tuple[DDIMScheduler, DDIMInverseScheduler]:
     overrides = {"clip_sample": config.get("clip_sample", False)}
     if config.get("timestep_spacing", "leading") not in DDIM_SPACINGS:
         overrides["timestep_spacing"] = "leading"
-    return DDIMScheduler.from_config(config, **overrides), DDIMInverseScheduler.from_config(config, **overrides)
+    with quiet():  # (another solver's config has entries DDIM has no use for: diffusers would list them)
+        return DDIMScheduler.from_config(config, **overrides), DDIMInverseScheduler.from_config(config, **overrides)
 
 
 def video_posterior(vae, video: torch.Tensor, chunk_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,8 +134,25 @@ def load_tuned(path: str | Path, **kwargs) -> tuple[TextToVideoPipeline, torch.T
     """A tuned model's pipeline, with sparse-causal attention switched on where its t2v_model.json says
     so, and its inversion latents (or None). kwargs go to `TextToVideoPipeline.from_pretrained`."""
     pipe = TextToVideoPipeline.from_pretrained(path, **kwargs)
-    meta_file = prepare_model_dir(path).path / T2V_META
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    inversion = prepare_tuned(pipe, prepare_model_dir(path))
+    return pipe, None if inversion is None else inversion.latents
+
+
+def prepare_tuned(pipe, info: ModelInfo) -> Inversion | None:
+    """What a tuned model folder (`info`, from t2v.models.loading.prepare_model_dir) needs beyond diffusers'
+    loading: sparse-causal attention switched on where its t2v_model.json says so, and its inversion kept
+    on the UNet (`inversion_of`). Returns the inversion, or None for a model that has none (any other model:
+    nothing changes)."""
+    meta = info.meta
     if meta.get("spatial_attention") == "sparse-causal":
         sparse_causal_attention(pipe.unet)
-    return pipe, load_inversion(path)
+    latents = load_inversion(info.path)
+    steps = (meta.get("inversion") or {}).get("num_inference_steps")
+    inversion = Inversion(latents, int(steps)) if latents is not None and steps else None
+    setattr(pipe.unet, INVERSION_ATTRIBUTE, inversion)
+    return inversion
+
+
+def inversion_of(pipe) -> Inversion | None:
+    """The stored inversion of a tuned model's pipeline (see `prepare_tuned`), or None."""
+    return getattr(getattr(pipe, "unet", None), INVERSION_ATTRIBUTE, None)

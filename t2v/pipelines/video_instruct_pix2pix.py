@@ -139,18 +139,6 @@ class VideoInstructPix2PixPipeline(
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path=None, **kwargs):
-        """An Instruct-Pix2Pix model in diffusers layout, loaded as `ImageModelLoading` loads image models
-        (checked safetensors, no code): a folder or a Hub id. t2v has no embedded edit model yet, so there is
-        no default (the embedded text-to-image model cannot edit: the channel check in `__init__` refuses it)."""
-        if pretrained_model_name_or_path is None:
-            raise ValueError(
-                "t2v has no embedded Instruct-Pix2Pix model yet: pass an Instruct-Pix2Pix model's folder or Hub id "
-                "(e.g. timbrooks/instruct-pix2pix)"
-            )
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-
     guidance_scale = property(lambda self: self._guidance_scale)
     image_guidance_scale = property(lambda self: self._image_guidance_scale)
     clip_skip = property(lambda self: self._clip_skip)

@@ -1,9 +1,12 @@
 """`t2v serve`: the REST job server and the Gradio app in one process.
 
     t2v serve [--host 127.0.0.1] [--port 7860] [--data-dir t2v-data] [--model DIR] [--image-model DIR] [--token T]
+              [--edit-model DIR] [--controlnet KIND=DIR ...] [--depth-model DIR] [--max-upload-mb 64]
+              [--max-tune-steps 1000] [--max-tuned-models 10]
 
 The data directory holds everything the server keeps: `jobs.db` (SQLite, WAL), `videos/` (the
-results) and `gradio/` (Gradio's own scratch files). SIGTERM or Ctrl-C: the server stops taking
+results), `uploads/` (the source files of edit, control and tune jobs), `models/` (the models tune jobs
+made) and `gradio/` (Gradio's own scratch files). SIGTERM or Ctrl-C: the server stops taking
 work, the running job goes back to the queue, and the process exits within a few seconds.
 """
 
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
-from t2v.models.loading import DEFAULT_IMAGE_MODEL_NAME
+from t2v.models.loading import DEFAULT_EDIT_MODEL_NAME, DEFAULT_IMAGE_MODEL_NAME
 from t2v.server.api import create_api
 from t2v.server.connections import guarded_protocol
 from t2v.server.guard import Guard, Hosts, redact_tokens_in_logs
@@ -77,7 +80,7 @@ def create_app(
             ssr_mode=False,
             theme=theme,
             footer_links=["api"],
-            max_file_size=queue.limits.max_body_bytes,
+            max_file_size=queue.limits.max_upload_bytes,  # (the edit and control tabs' file fields)
         )
     api.add_middleware(
         Guard,
@@ -86,6 +89,7 @@ def create_app(
         hosts=hosts or Hosts("127.0.0.1"),
         body_seconds=net.header_timeout,
         max_header_bytes=net.max_header_bytes,
+        max_upload_bytes=queue.limits.max_upload_bytes,
     )
     return api
 
@@ -102,13 +106,18 @@ def serve(
     log_level: str = "info",
     network: Network | None = None,
     image_model: str | None = None,
+    edit_model: str | None = None,
+    controlnets: dict[str, str] | None = None,
+    depth_model: str | None = None,
 ) -> None:
     """Load the models, then serve until SIGTERM/SIGINT.
 
     Raises ValueError, one line, for a bad model, data directory (unusable, or a `jobs.db` that is not
     a job database) or address (the port in use): all before the model is loaded. `image_model`: the
     text-to-image model of image and zero-shot jobs; a bad one given is a ValueError too, but without one
-    (None) the server starts even when the embedded one cannot be loaded, and refuses those jobs.
+    (None) the server starts even when the embedded one cannot be loaded, and refuses those jobs; the same
+    for `edit_model` and edit jobs. `controlnets` (kind -> folder) and `depth_model`, for control jobs, must
+    load (and the ControlNets fit the text-to-image model).
     """
     net = network or Network()
     data_dir = Path(data_dir).resolve()
@@ -120,11 +129,22 @@ def serve(
             f"warning: serving on {host} without an API token: anyone who can reach it can run jobs (see --token)",
             flush=True,
         )
-    queue = JobQueue(data_dir, model=model, device=device, dtype=dtype, limits=limits, image_model=image_model)
+    queue = JobQueue(
+        data_dir,
+        model=model,
+        device=device,
+        dtype=dtype,
+        limits=limits,
+        image_model=image_model,
+        edit_model=edit_model,
+        controlnets=controlnets,
+        depth_model=depth_model,
+    )
     sock = _bind(host, port)  # before the model loads: a port in use is said at once
     print(f"loading model {model or 't2v-shapes (embedded)'} on {queue.device} ...", flush=True)
     queue.load()
     load_image_model(queue)
+    load_video_models(queue)
     app = create_app(queue, token, hosts=Hosts(host, net.allowed_hosts), network=net)
     banner = (
         f"t2v serving on http://{host if ':' not in host else f'[{host}]'}:{port}/ (API at /v1, OpenAPI at "
@@ -163,7 +183,8 @@ def serve(
 def load_image_model(queue: JobQueue) -> bool:
     """Load the queue's text-to-image model at start-up. One that was asked for (--image-model) must load
     (a ValueError otherwise); without one, a missing or broken embedded model is said in a line, and the
-    server runs without it: image and zero-shot jobs are refused (422 on "task") until it is installed."""
+    server runs without it: image, zero-shot, control and tune jobs are refused (422 on "task") until it is
+    installed."""
     name = queue.image_model or f"{DEFAULT_IMAGE_MODEL_NAME} (embedded)"
     print(f"loading image model {name} on {queue.device} ...", flush=True)
     try:
@@ -172,7 +193,43 @@ def load_image_model(queue: JobQueue) -> bool:
     except (ValueError, OSError) as e:
         if queue.image_model is not None:
             raise ValueError(f"image model: {e}") from None
-        print(f"note: no image model ({e}); image and zero-shot jobs are refused (see --image-model)", flush=True)
+        print(
+            f"note: no image model ({e}); image, zero-shot, control and tune jobs are refused (see --image-model)",
+            flush=True,
+        )
+        return False
+
+
+def load_video_models(queue: JobQueue) -> bool:
+    """Check the ControlNets (each must load and fit the text-to-image model) and the depth model given, then
+    load the edit model: one asked for (--edit-model) must load, a missing embedded one is said in a line and
+    edit jobs are refused. A ValueError, one line, for a bad one given; False when edit jobs are refused."""
+    from t2v.controls import load_depth_model
+    from t2v.video_jobs import get_control_pipeline, load_controlnet
+
+    for kind, folder in queue.controlnets.items():
+        print(f"checking the {kind} ControlNet {folder} ...", flush=True)
+        try:
+            if queue.image_pipe is not None:
+                get_control_pipeline(queue.image_model, folder, queue.device, queue.dtype)
+            else:  # (no text-to-image model: control jobs are refused anyway)
+                load_controlnet(folder)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"controlnet {kind}: {e}") from None
+    if queue.depth_model is not None:
+        try:
+            load_depth_model(queue.depth_model)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"depth model: {e}") from None
+    name = queue.edit_model or f"{DEFAULT_EDIT_MODEL_NAME} (embedded)"
+    print(f"loading edit model {name} on {queue.device} ...", flush=True)
+    try:
+        queue.load_edit()
+        return True
+    except (ValueError, OSError) as e:
+        if queue.edit_model is not None:
+            raise ValueError(f"edit model: {e}") from None
+        print(f"note: no edit model ({e}); edit jobs are refused (see --edit-model)", flush=True)
         return False
 
 

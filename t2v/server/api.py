@@ -2,9 +2,15 @@
 
 POST   /v1/jobs              {"prompt": ...} or {"storyboard": ...}  -> 202 {"id", "status": "queued", ...}
                              {"task": "image" | "zero-shot", "prompt": ...}: a picture, a zero-shot video
+                             {"task": "edit" | "control", "source": <upload id>, "prompt": ...}: from a video
+                             {"task": "tune", "source": <upload id>, "prompt": <its caption>}: a tuned model,
+                             then {"prompt": ..., "tuned_model": <the tune job's id>}: a video from it
 GET    /v1/jobs/{id}         status, progress, step, ETA, seed, error
 GET    /v1/jobs/{id}/video   mp4 (?format=gif|webm, ?download=1)
 GET    /v1/jobs/{id}/image   png of an image job (?download=1)
+GET    /v1/jobs/{id}/control the control maps a control job followed (mp4, ?format=gif|webm, ?download=1)
+POST   /v1/uploads           a source file (multipart, field "file") -> 201 {"id", "kind", "frames", ...}
+GET    /v1/uploads/{id}      its record; /v1/uploads/{id}/file the file; DELETE /v1/uploads/{id}
 DELETE /v1/jobs/{id}         cancel (a running job stops within one denoising step); ?purge=true deletes
 GET    /v1/jobs              newest first, ?limit=&offset=&status=
 GET    /healthz, /readyz
@@ -27,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from t2v.pipelines.long_video.storyboard import excerpt
+from t2v.server.api_uploads import upload_routes
 from t2v.server.jobs import FINISHED, STATUSES, JobError, JobQueue, QueueFull
 from t2v.video_io import read_video, write_video
 
@@ -42,13 +49,18 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: Literal["generate", "image", "zero-shot"] | None = Field(
+    task: Literal["generate", "image", "zero-shot", "edit", "control", "tune"] | None = Field(
         None,
-        description="generate (default): a video from the text-to-video model; image: a picture, zero-shot: a "
-        "video (Text2Video-Zero), both from the text-to-image model.",
+        description="generate (default): a video from the text-to-video model (or a tuned one: tuned_model); "
+        "image: a picture, zero-shot: a video (Text2Video-Zero), both from the text-to-image model; edit: an "
+        "uploaded video edited by an instruction (prompt); control: a video that follows the edges, depth or pose "
+        "of an upload; tune: the text-to-image model tuned on an uploaded clip and its caption (prompt), "
+        "Tune-A-Video.",
     )
     prompt: str | None = Field(
-        None, description="What the video shows.", examples=["a red circle moving right on a black background"]
+        None,
+        description="What the video shows (tune: what the clip shows).",
+        examples=["a red circle moving right on a black background"],
     )
     negative_prompt: str | None = None
     num_frames: int | None = Field(
@@ -58,7 +70,7 @@ class JobRequest(BaseModel):
     width: int | None = None
     num_inference_steps: int | None = None
     guidance_scale: float | None = None
-    seed: int | None = Field(None, description="Drawn when not given; the job reports the seed used.")
+    seed: int | None = Field(None, description="Drawn when not given (tune: 0); the job reports the seed used.")
     fps: float | None = Field(None, description="Frames per second of the file (default: the storyboard's, else 8).")
     scheduler: str | None = Field(
         None, description="dpm++, dpm++-karras, ddim, ddpm, pndm, euler, euler-a, heun, unipc, deis"
@@ -81,7 +93,35 @@ class JobRequest(BaseModel):
     t0: int | None = Field(None, description="zero-shot: the step index where the first frame is warped.")
     t1: int | None = Field(None, description="zero-shot: the step index the warped frames are re-noised to.")
     warp: str | None = Field(None, description="zero-shot: 'latent' (the original's) or 'pixel'.")
-    chunk_size: int | None = Field(None, description="zero-shot: frames made at once (>= 2; default: all).")
+    chunk_size: int | None = Field(
+        None, description="zero-shot, edit, control: frames made at once (>= 2; default: all)."
+    )
+    source: str | None = Field(None, description="edit, control, tune: the id of an upload (POST /v1/uploads).")
+    image_guidance_scale: float | None = Field(
+        None, description="edit: how close to stay to the source frames (default: the model's)."
+    )
+    shared_noise: bool | None = Field(None, description="edit: one start noise for all frames (default: the model's).")
+    control: str | None = Field(None, description="control: what the video follows: edges, depth or pose.")
+    conditioning_scale: float | None = Field(
+        None, description="control: how strongly the control maps steer (0..100, default 1)."
+    )
+    as_map: bool | None = Field(None, description="control: the source already is a video of control maps.")
+    pose_size: list[int] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="control, pose: [width, height], the pixels of the OpenPose JSON (default: the output's).",
+    )
+    steps: int | None = Field(None, description="tune: tuning steps (default 100; at most the server's).")
+    lr: float | None = Field(None, description="tune: learning rate (default 0.001).")
+    tuned_model: str | None = Field(
+        None, description="generate: the id of a succeeded tune job: a video from the model it tuned."
+    )
+    invert: bool | None = Field(
+        None,
+        description="generate, with tuned_model: start from the tuned clip's DDIM inversion (default: true; its "
+        "frames, size and steps) or from noise (false).",
+    )
 
 
 class SafeJSONResponse(JSONResponse):
@@ -153,6 +193,7 @@ def create_api(queue: JobQueue, token: str | None = None) -> FastAPI:
     _error_handlers(api)
     _job_routes(api, queue)
     _file_and_health_routes(api, queue)
+    upload_routes(api, queue)
     return api
 
 
@@ -239,8 +280,26 @@ def _no_file(job: dict, what: str) -> HTTPException:
     )
 
 
+def _video_file(path, job_id: str, format: str, download: bool, lock: threading.Lock, name: str = "") -> FileResponse:
+    """A video file of a job as asked: mp4 as made; gif and webm converted on first request, then kept."""
+    if format != "mp4":
+        target = path.with_suffix(f".{format}")
+        with lock:
+            if not target.is_file():
+                frames, fps = read_video(path)
+                write_video(target, frames, fps=fps, overwrite=True)
+        path = target
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES[format],
+        filename=f"t2v-{job_id}{name}.{format}",
+        content_disposition_type="attachment" if download else "inline",
+    )
+
+
 def _file_and_health_routes(api: FastAPI, queue: JobQueue) -> None:
-    """A job's video (converted on first request for gif and webm) or picture, and the health checks."""
+    """A job's video (converted on first request for gif and webm), control maps or picture, and the health
+    checks."""
     convert_lock = threading.Lock()
 
     @api.get(
@@ -256,22 +315,30 @@ def _file_and_health_routes(api: FastAPI, queue: JobQueue) -> None:
             raise HTTPException(
                 409, f"job {job_id} is an image job: it has no video; its picture is at /v1/jobs/{job_id}/image"
             )
+        if job["task"] == "tune":
+            raise HTTPException(
+                409, f"job {job_id} is a tune job: it has no video; generate jobs take its model as tuned_model"
+            )
         path = queue.video_path(job_id)
         if path is None:
             raise _no_file(job, "video")
-        if format != "mp4":
-            target = path.with_suffix(f".{format}")
-            with convert_lock:
-                if not target.is_file():
-                    frames, fps = read_video(path)
-                    write_video(target, frames, fps=fps, overwrite=True)
-            path = target
-        return FileResponse(
-            path,
-            media_type=MEDIA_TYPES[format],
-            filename=f"t2v-{job_id}.{format}",
-            content_disposition_type="attachment" if download else "inline",
-        )
+        return _video_file(path, job_id, format, download, convert_lock)
+
+    @api.get(
+        "/v1/jobs/{job_id}/control",
+        response_class=FileResponse,
+        responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
+    )
+    def get_control(job_id: str, format: Literal["mp4", "gif", "webm"] = "mp4", download: bool = False):
+        """The control maps a succeeded control job followed (edges, depth or pose; mp4, or gif and webm)."""
+        job_id = _job_id(job_id)
+        job = _existing_job(queue, job_id)
+        if job["task"] != "control":
+            raise HTTPException(409, f"job {job_id} is a {job['task']} job: only control jobs have control maps")
+        path = queue.control_path(job_id)
+        if path is None:
+            raise _no_file(job, "control maps")
+        return _video_file(path, job_id, format, download, convert_lock, "-control")
 
     @api.get("/v1/jobs/{job_id}/image", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
     def get_image(job_id: str, download: bool = False):
@@ -299,13 +366,17 @@ def _file_and_health_routes(api: FastAPI, queue: JobQueue) -> None:
 
     @api.get("/readyz")
     def readyz():
-        """The model is loaded and the worker takes jobs (image_model_loaded: the text-to-image model of image and
-        zero-shot jobs, loaded at start-up or on the first such job)."""
+        """The model is loaded and the worker takes jobs (image_model_loaded: the text-to-image model of image,
+        zero-shot and control jobs, loaded at start-up or on the first such job; edit_model_loaded: the same for
+        the edit model; controls: the kinds of control job this server has a ControlNet for)."""
         body = {
             "ready": queue.ready,
             "model": queue.model or "t2v-shapes (embedded)",
             "image_model": queue.image_model or "t2v-shapes-image (embedded)",
             "image_model_loaded": queue.image_pipe is not None,
+            "edit_model": queue.edit_model or "t2v-shapes-edit (embedded)",
+            "edit_model_loaded": queue.edit_spec is not None,
+            "controls": sorted(queue.controlnets),  # the control kinds this server runs
             "device": queue.device,
             "jobs": queue.counts(),
         }

@@ -1,9 +1,12 @@
-"""The web app: a Gradio page with "Text to video", "Storyboard", "Zero-shot" and "Image" tabs.
+"""The web app: a Gradio page with "Text to video", "Storyboard", "Zero-shot", "Image", "Edit", "Control" and "Tune"
+tabs.
 
 It submits to the server's job queue (the same one as `POST /v1/jobs`, so its jobs show in
 `GET /v1/jobs`), shows the job's progress, then a video player and a download link that point at
 the API's `/v1/jobs/{id}/video` (or a picture, `/image`): the files are served from the data
-directory, never copied. The zero-shot and image tabs are in `t2v.server.app_zero`.
+directory, never copied. The zero-shot and image tabs are in `t2v.server.app_zero`, the edit and control tabs
+(a video made from an uploaded one) in `t2v.server.app_video`, the tune tab (a model tuned on an uploaded clip,
+and videos from it) in `t2v.server.app_tune`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import time
 import gradio as gr
 
 from t2v.request import regions_fit
+from t2v.server.app_tune import tune_tab
+from t2v.server.app_video import video_tabs
 from t2v.server.app_zero import image_tabs
 from t2v.server.jobs import JobError, JobQueue, QueueFull
 
@@ -34,6 +39,7 @@ scenes:
     frames: 16
 """
 POLL_SECONDS = 0.2
+GRADIO_FILES = (600, 3600)  # every 10 minutes, Gradio's copies of the files pages uploaded over an hour ago go
 
 
 def _player(job: dict) -> str:
@@ -56,7 +62,8 @@ def _wait(queue: JobQueue, job_id: str, progress: gr.Progress, render=_player) -
             progress(0.0, desc=f"queued ({job['queue_position']} ahead)")
         elif job["status"] == "running":
             eta = f", about {job['eta_seconds']:.0f} s left" if job["eta_seconds"] is not None else ""
-            progress((job["step"], job["total_steps"]), desc=f"denoising{eta}", unit="steps")
+            doing = "tuning" if job["task"] == "tune" else "denoising"
+            progress((job["step"], job["total_steps"]), desc=f"{doing}{eta}", unit="steps")
         elif job["status"] == "succeeded":
             return render(job)
         else:
@@ -150,7 +157,7 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
     def settings(frames: bool):
         return _settings(frames, pipe, limits)
 
-    with gr.Blocks(title="t2v") as demo:
+    with gr.Blocks(title="t2v", delete_cache=GRADIO_FILES) as demo:
         gr.Markdown(
             f"# t2v: text to video\nModel: `{queue.model or 't2v-shapes (embedded)'}` on `{queue.device}`. "
             "Jobs run one at a time on this device; the REST API is under `/v1` "
@@ -196,4 +203,6 @@ def build_ui(queue: JobQueue) -> gr.Blocks:
                 storyboard, [board, board_negative, *board_controls], board_output, concurrency_limit=None
             )
         image_tabs(queue, submit)
+        video_tabs(queue, submit)
+        tune_tab(queue, submit)
     return demo

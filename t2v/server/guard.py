@@ -2,9 +2,10 @@
 
 In order: the Host header (DNS rebinding: a page on attacker.example whose name now points at
 127.0.0.1 sends `Host: attacker.example`), the Origin of state-changing requests (a page on
-another site posting to this one), the API token, no file uploads, and the size and arrival time
-of request bodies. Every response gets the security headers; a token given in a page's address is
-never written to the log.
+another site posting to this one), the API token, file uploads only where files are taken
+(`POST /v1/uploads` and the web app's file fields), and the size and arrival time of request bodies
+(an upload's counted as it streams, never held whole). Every response gets the security headers; a
+token given in a page's address is never written to the log.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ TOKEN_COOKIE = "t2v_token"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+UPLOAD_PATHS = ("/v1/uploads", "/gradio_api/upload")  # where a multipart body (a file) is taken
+UPLOAD_OVERHEAD = 64 * 1024  # an upload's body beyond its file: the multipart boundaries and part headers
+UPLOAD_SECONDS = 600.0  # an upload's whole body (each piece of it: the body time, --header-timeout)
 # The page is Gradio's (its scripts and styles from this server, some inline; its HTML component renders
 # templates with Function(), hence 'unsafe-eval') and the API's JSON: nothing from elsewhere, no framing
 # by other sites, no plugins.
@@ -93,7 +97,8 @@ def same_origin(origin: str, host: str | None) -> bool:
 
 
 class Guard:
-    """ASGI middleware: Host allow-list, Origin check, API token, no uploads, bounded bodies, security headers.
+    """ASGI middleware: Host allow-list, Origin check, API token, uploads only where files are taken, bounded
+    bodies, security headers.
 
     The token is accepted as `Authorization: Bearer <token>`, as the `t2v_token` cookie, or once as
     `?token=<token>` in a page's address (which sets the cookie, so the web app and its video
@@ -108,9 +113,11 @@ class Guard:
         hosts: Hosts,
         body_seconds: float = 10.0,
         max_header_bytes: int = 16 * 1024,
+        max_upload_bytes: int = 64 * 1024 * 1024,
     ):
         self.app, self.token, self.max_body, self.hosts = app, token, max_body_bytes, hosts
         self.body_seconds, self.max_header_bytes = body_seconds, max_header_bytes
+        self.max_upload, self.max_upload_body = max_upload_bytes, max_upload_bytes + UPLOAD_OVERHEAD
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -128,6 +135,8 @@ class Guard:
             ok = self._token_ok(scope, headers)
             if ok[2] and not ok[1]:  # given in the address only: kept as a cookie from now on
                 send = self._with_cookie(send)
+        if _is_upload(scope):
+            return await self._upload(scope, receive, send)
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
             body = await self._read_body(scope, receive, send)
             if body is None:
@@ -159,13 +168,62 @@ class Guard:
         if self.token and not any(self._token_ok(scope, headers)):
             return 401, "a valid API token is required (Authorization: Bearer <token>)"
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            upload = headers.get("content-type", "").lower().startswith("multipart/")
-            if upload or scope["path"].rstrip("/").endswith("/gradio_api/upload"):
-                return 403, "this server takes no file uploads"
+            multipart = headers.get("content-type", "").lower().startswith("multipart/")
             length = headers.get("content-length", "0") or "0"
+            if _is_upload(scope):
+                if not headers.get("content-type", "").lower().startswith("multipart/form-data"):
+                    return 415, "an upload is a multipart/form-data body with the file in it"
+                if not length.isdigit() or int(length) > self.max_upload_body:
+                    return 413, self._upload_too_big()
+                return None
+            if multipart or scope["path"].rstrip("/").endswith("/gradio_api/upload"):
+                return 403, "this server takes no file uploads here: files go to POST /v1/uploads"
             if not length.isdigit() or int(length) > self.max_body:
                 return 413, f"the request body is larger than {self.max_body} bytes"
         return None
+
+    def _upload_too_big(self) -> str:
+        return f"the upload is larger than {self.max_upload / 2**20:.3g} MB (this server's --max-upload-mb)"
+
+    async def _upload(self, scope, receive, send):
+        """Hand an upload's body on as it arrives (never held whole), counted: past the upload limit a 413, a
+        piece later than the body time (or the whole later than UPLOAD_SECONDS) a 408; the app then sees the
+        client gone, and what it answers is dropped."""
+        loop = asyncio.get_running_loop()
+        deadline, size, answered, started = loop.time() + UPLOAD_SECONDS, 0, False, False
+
+        async def refuse(status: int, message: str, headers: dict | None = None):
+            nonlocal answered
+            if not started:
+                await JSONResponse({"detail": message}, status, headers=headers)(scope, receive, send)
+            answered = True
+            return {"type": "http.disconnect"}
+
+        async def metered_receive():
+            nonlocal size
+            if answered:
+                return {"type": "http.disconnect"}
+            try:
+                async with asyncio.timeout(max(0.0, min(self.body_seconds, deadline - loop.time()))):
+                    message = await receive()
+            except TimeoutError:
+                return await refuse(408, "the upload did not arrive in time", {"Connection": "close"})
+            size += len(message.get("body", b""))
+            if size > self.max_upload_body:
+                return await refuse(413, self._upload_too_big(), {"Connection": "close"})
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if not answered:
+                started = True
+                await send(message)
+
+        try:
+            await self.app(scope, metered_receive, guarded_send)
+        except Exception:
+            if not answered:  # the app's own failure; after a refusal, it only saw the client go
+                raise
 
     def _token_ok(self, scope, headers: dict) -> list[bool]:
         """Whether the token is given (compared in constant time) as [Authorization header, cookie, ?token=]."""
@@ -220,6 +278,10 @@ class Guard:
             await send(message)
 
         return send_with_cookie
+
+
+def _is_upload(scope) -> bool:
+    return scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") in UPLOAD_PATHS
 
 
 class RedactTokens(logging.Filter):

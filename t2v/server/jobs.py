@@ -4,8 +4,9 @@ Every accepted job is a row before the client hears about it, so nothing accepte
 crash, jobs that were running go back to the queue and run again (with the same seed, so they make
 the same video); finished ones are still served from `<data dir>/videos/`. Progress of the running
 job lives in memory only (it means nothing after a restart). What a job makes is its task
-(t2v.server.tasks): a video from the text-to-video model, or a picture or a zero-shot video from the
-text-to-image model.
+(t2v.server.tasks): a video from the text-to-video model, a picture or a zero-shot video from the
+text-to-image model, a video made from an upload (t2v.server.uploads): edited, or following its control
+maps, or a video model tuned on an uploaded clip (t2v.server.tune_tasks), kept in `<data dir>/models/`.
 """
 
 from __future__ import annotations
@@ -23,16 +24,20 @@ import uuid
 from pathlib import Path
 
 from t2v.generate import get_pipeline
-from t2v.models.loading import DEFAULT_IMAGE_MODEL_NAME, default_model_installed, pick_device
+from t2v.models.loading import DEFAULT_EDIT_MODEL_NAME, DEFAULT_IMAGE_MODEL_NAME, default_model_installed, pick_device
 from t2v.server.limits import PARAM_FIELDS, JobError, Limits, check_params, default_max_cost  # noqa: F401
 from t2v.server.store import MAX_ERROR_CHARS, SCHEMA, check_data_dir, json_safe, loads, open_job_db
 from t2v.server.tasks import SUFFIXES, check_job, run_job, task_of, total_steps
+from t2v.server.tune_tasks import TunedModels
+from t2v.server.uploads import Uploads
+from t2v.server.video_tasks import CONTROL_SUFFIX, VIDEO_TASKS, model_spec
 
 
 log = logging.getLogger("t2v.server")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_ATTEMPTS = 3  # a job that was interrupted this often (e.g. it kills the server) fails instead of running again
+SWEEP_SECONDS = 60.0  # how often an idle worker removes the uploads no job used within their TTL
 
 
 class QueueFull(Exception):
@@ -62,9 +67,14 @@ class JobQueue:
         dtype: str | None = None,
         limits: Limits | None = None,
         image_model: str | None = None,
+        edit_model: str | None = None,
+        controlnets: dict[str, str] | None = None,
+        depth_model: str | None = None,
     ):
-        """`model`: the text-to-video model, `image_model`: the text-to-image model of image and zero-shot
-        jobs (None: the embedded ones)."""
+        """`model`: the text-to-video model, `image_model`: the text-to-image model of image, zero-shot and
+        control jobs, `edit_model`: the Instruct-Pix2Pix model of edit jobs (None: the embedded ones);
+        `controlnets`: the ControlNet folder of each control kind this server runs (edges, depth, pose);
+        `depth_model`: the depth-estimation model of depth jobs from a normal video."""
         self.data_dir = Path(data_dir).resolve()
         self.videos = self.data_dir / "videos"
         check_data_dir(self.data_dir)
@@ -78,10 +88,14 @@ class JobQueue:
             raise ValueError(f"the data directory {self.data_dir} is in use by another t2v serve") from None
         try:
             self.model, self.device, self.dtype = model, pick_device(device), dtype
-            self.image_model = image_model
+            self.image_model, self.edit_model, self.depth_model = image_model, edit_model, depth_model
+            self.controlnets = dict(controlnets or {})
             limits = limits or Limits()
             self.limits = dataclasses.replace(limits, max_cost=limits.max_cost or default_max_cost(self.device))
             self.db = self._open_db()
+            self.uploads = Uploads(self.data_dir, self.db, self.lock, self.limits)
+            self.tuned_models = TunedModels(self.data_dir, self.db, self.lock)
+            self.tuned_models.sweep()  # what no job owns (a tune that stopped with the server resumes)
         except BaseException:
             self._lock_file.close()  # (the lock goes with it: a refused start-up holds nothing)
             raise
@@ -92,7 +106,8 @@ class JobQueue:
         self.changes = 0  # bumped on every status change (long polls look at it before reading the database)
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self.pipe = self.image_pipe = None
+        self.pipe = self.image_pipe = self.edit_spec = None
+        self._swept = time.monotonic()
         self._image_lock = threading.Lock()
         self.thread: threading.Thread | None = None
 
@@ -145,7 +160,30 @@ class JobQueue:
             if self.image_model is None and not default_model_installed(DEFAULT_IMAGE_MODEL_NAME):
                 why = f"the embedded {DEFAULT_IMAGE_MODEL_NAME} is not installed on this server"
             raise JobError(
-                "task", f"image and zero-shot jobs need a text-to-image model: {why} (see t2v serve --image-model)"
+                "task",
+                f"image, zero-shot, control and tune jobs need a text-to-image model: {why} (see t2v serve "
+                "--image-model)",
+            ) from None
+
+    def load_edit(self):
+        """Load the edit model (t2v.video_jobs keeps it; the queue keeps what checking a job needs of it)."""
+        from t2v.video_jobs import get_edit_pipeline
+
+        with self._image_lock:
+            if self.edit_spec is None:
+                self.edit_spec = model_spec(get_edit_pipeline(self.edit_model, self.device, self.dtype))
+        return self.edit_spec
+
+    def edit_pipeline(self):
+        """The edit model's defaults and configs (`model_spec`); a JobError on "task" when this server has none."""
+        try:
+            return self.edit_spec if self.edit_spec is not None else self.load_edit()
+        except (ValueError, OSError) as e:
+            why = f"this server cannot load its edit model ({e})"
+            if self.edit_model is None and not default_model_installed(DEFAULT_EDIT_MODEL_NAME):
+                why = f"the embedded {DEFAULT_EDIT_MODEL_NAME} is not installed on this server"
+            raise JobError(
+                "task", f"edit jobs need an Instruct-Pix2Pix model: {why} (see t2v serve --edit-model)"
             ) from None
 
     def start(self):
@@ -181,6 +219,10 @@ class JobQueue:
             if row is None:
                 self.wake.wait(1.0)
                 self.wake.clear()
+                if time.monotonic() - self._swept > SWEEP_SECONDS:
+                    self._swept = time.monotonic()
+                    with contextlib.suppress(sqlite3.Error, OSError):
+                        self.uploads.sweep()
                 continue
             try:
                 self._run(row["id"], loads(row["params"], {}))
@@ -204,8 +246,11 @@ class JobQueue:
             elapsed = time.time() - start
             self.live[job_id] = {"step": step, "total": total, "eta": elapsed / step * (total - step)}
 
-        # the file's name comes from the server's UUID, never from the request
-        out = self.videos / f"{job_id}{SUFFIXES.get(task_of(p), '.mp4')}"
+        # the file's (a tuned model's folder's) name comes from the server's UUID, never from the request
+        task = task_of(p)
+        out = (
+            self.tuned_models.path(job_id) if task == "tune" else self.videos / f"{job_id}{SUFFIXES.get(task, '.mp4')}"
+        )
         status, error, result = "succeeded", None, None
         try:
             made = run_job(p, out, self, on_step)
@@ -233,19 +278,29 @@ class JobQueue:
             else:
                 cur = self.db.execute(
                     "UPDATE jobs SET status=?, error=?, result=?, video=?, finished=? WHERE id=? AND status='running'",
-                    (status, error, result, out.name if status == "succeeded" else None, time.time(), job_id),
-                )
+                    (status, error, result, out.name if status == "succeeded" and task != "tune" else None,
+                     time.time(), job_id),
+                )  # fmt: skip
         self.changes += 1
-        if status != "succeeded" or cur.rowcount == 0:
-            out.unlink(missing_ok=True)
+        if task == "tune" and (status not in ("succeeded", "queued") or cur.rowcount == 0):
+            self.tuned_models.remove(job_id)  # (back in the queue: its work folder stays, to resume from)
+        elif task != "tune" and (status != "succeeded" or cur.rowcount == 0):
+            for path in (out, out.with_name(job_id + CONTROL_SUFFIX)):
+                path.unlink(missing_ok=True)
         self.cancelled.discard(job_id)
 
     # ------------------------------------------------------------------ the API's operations
     def submit(self, body: dict, source: str = "api") -> dict:
         """Check the parameters and queue a job. Raises JobError (-> 422) or QueueFull (-> 429)."""
-        params = check_job(body, self.pipe, self.image_pipeline, self.limits, self.device)
+        params = check_job(body, self.pipe, self.image_pipeline, self.limits, self.device, server=self)
         job_id = str(uuid.uuid4())
         with self.lock:
+            upload = params.get("source") if params["task"] in (*VIDEO_TASKS, "tune") else None  # (not `source`)
+            if upload is not None and not self.db.execute("SELECT 1 FROM uploads WHERE id=?", (upload,)).fetchone():
+                raise JobError("source", f"no upload {upload}: it was deleted meanwhile")
+            model = params.get("tuned_model")
+            if model is not None and not self.db.execute("SELECT 1 FROM jobs WHERE id=?", (model,)).fetchone():
+                raise JobError("tuned_model", f"tune job {model} was deleted meanwhile")
             queued = self.db.execute("SELECT COUNT(*) FROM jobs WHERE status='queued'").fetchone()[0]
             if queued >= self.limits.max_queue:
                 raise QueueFull(self._retry_after())
@@ -305,13 +360,15 @@ class JobQueue:
         """Remove a job and its files, whatever its state (a running one stops at its next step); False if
         there is no such job. For any job, one whose row can no longer be run or shown included."""
         with self.lock:
-            row = self.db.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()
+            row = self.db.execute("SELECT status, params FROM jobs WHERE id=?", (job_id,)).fetchone()
             if row is None:
                 return False
             if row["status"] == "running":
                 self.cancelled.add(job_id)
             self.db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+            self.uploads.release(loads(row["params"], {}).get("source"))  # unless another job uses it
             self.changes += 1
+        self.tuned_models.remove(job_id)  # a tune job's model (the videos made from it stay)
         for path in self.videos.glob(f"{job_id}.*"):  # the mp4 and its conversions (job_id: a UUID)
             path.unlink(missing_ok=True)
         return True
@@ -323,6 +380,12 @@ class JobQueue:
     def video_path(self, job_id: str) -> Path | None:
         """The finished video of a job, inside the data directory (None if there is none)."""
         return self._file(job_id, ".mp4")
+
+    def control_path(self, job_id: str) -> Path | None:
+        """The control maps a finished control job followed (None if there are none)."""
+        video = self.video_path(job_id)
+        path = video.with_name(job_id + CONTROL_SUFFIX) if video is not None else None
+        return path if path is not None and path.is_file() else None
 
     def image_path(self, job_id: str) -> Path | None:
         """The finished picture of an image job, inside the data directory (None if there is none)."""
@@ -360,8 +423,9 @@ class JobQueue:
                 "error": row["error"] if isinstance(row["error"], str) else None,
                 "params": params,
                 "result": result,
-                "video_url": f"/v1/jobs/{row['id']}/video" if done and task != "image" else None,
+                "video_url": f"/v1/jobs/{row['id']}/video" if done and task not in ("image", "tune") else None,
                 "image_url": f"/v1/jobs/{row['id']}/image" if done and task == "image" else None,
+                "control_url": f"/v1/jobs/{row['id']}/control" if done and task == "control" else None,
                 "source": row["source"],
                 "attempts": row["attempts"],
                 "created_at": _iso(row["created"]),

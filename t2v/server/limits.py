@@ -4,7 +4,7 @@ The request's own checks (`t2v.request.GenerateRequest`, the same as the CLI's) 
 limits: frames, size, steps, prompt lengths (a storyboard's scenes and negative prompt too) and the
 job's cost, frames x height x width x steps, so that no accepted job runs for days, and a running
 one (which stops at the end of a denoising step) stops soon after it is cancelled. `t2v.server.tasks`
-applies the same limits to picture and zero-shot jobs.
+applies the same limits to picture, zero-shot, edit, control and tune jobs (and tune jobs' own steps).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ PARAM_FIELDS = (
     "scheduler",
     "storyboard",
     "regions",
-)  # a job's parameters
+    "invert",
+)  # a generate job's parameters (invert: from a tuned model's inversion, t2v.server.tune_tasks)
 # The default --max-cost, in megapixel-steps (frames x height x width x steps / 1e6), by device: on the
 # project's 2-core CPU the embedded model makes about 0.7 of them a second (its default job, 16 frames of
 # 64x64 in 25 steps, is 1.6), so 100 is about 2 to 3 minutes there.
@@ -51,6 +52,11 @@ class Limits:
     max_queue: int = 100  # queued jobs; one more is answered 429
     max_body_bytes: int = 64 * 1024
     max_cost: float | None = None  # megapixel-steps; None: the device's default (`default_max_cost`)
+    max_upload_bytes: int = 64 * 1024 * 1024  # one uploaded file (POST /v1/uploads, the web app's file fields)
+    max_uploads: int = 100  # uploads kept that no job uses yet; one more is answered 429
+    upload_ttl: float = 24 * 3600.0  # seconds an upload no job uses is kept
+    max_tune_steps: int = 1000  # tuning steps of a tune job (t2v.server.tune_tasks)
+    max_tuned_models: int = 10  # tuned models kept (queued, running and succeeded tune jobs); one more is a 422
 
 
 class JobError(RequestError):

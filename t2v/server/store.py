@@ -18,6 +18,8 @@ SCHEMA = (
     "status TEXT NOT NULL, params TEXT NOT NULL, source TEXT, created REAL, started REAL, finished REAL, "
     "attempts INTEGER DEFAULT 0, error TEXT, video TEXT, result TEXT)",
     "CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq)",
+    "CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, kind TEXT NOT NULL, format TEXT NOT NULL, "
+    "bytes INTEGER, frames INTEGER, width INTEGER, height INTEGER, fps REAL, created REAL)",
 )
 COLUMNS = {"seq", "id", "status", "params", "source", "created", "started", "finished", "attempts", "error"}
 COLUMNS |= {"video", "result"}

@@ -15,13 +15,14 @@ from pathlib import Path
 import yaml
 
 
-STAGES = ("vae", "unet", "decoder", "image")
+STAGES = ("vae", "unet", "decoder", "image", "edit", "controlnet")
 
 
 @dataclass
 class DataConfig:
     # "shapes" (the synthetic world's clips, made on the fly), "shapes_stills" (its frames with still captions,
-    # num_frames frames of one clip per item) or "folder" (videos + captions)
+    # num_frames frames of one clip per item), "shapes_edits" (its edit pairs, for the edit stage) or "folder"
+    # (videos + captions)
     kind: str = "shapes"
     path: str | None = None  # for "folder": a directory with captions.csv or captions.jsonl
     seed: int = 0
@@ -35,7 +36,8 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     # "vae", "unet", "decoder" (a refiner for the PatchAutoencoder at vae_path) or "image" (a text-to-image
-    # UNet2DConditionModel, Stable Diffusion layout)
+    # UNet2DConditionModel, Stable Diffusion layout), "edit" (an Instruct-Pix2Pix UNet on edit pairs) or
+    # "controlnet" (a ControlNet for the text-to-image UNet at init_from, on stills and their control maps)
     stage: str = "unet"
     output_dir: str = "runs/shapes"
     data: DataConfig = field(default_factory=DataConfig)
@@ -106,6 +108,7 @@ class TrainConfig:
     # two-object clips: each object's caption phrase heard only in its object's band (t2v.pipelines.regions),
     # the layout `--regions` gives at inference
     layout_regions: bool = False
+    control: str = "edges"  # controlnet stage: "edges" (Canny) or "depth" (the world's exact depth)
     text_cache_size: int = 20_000  # caption embeddings kept in memory (the frozen encoder sees a caption once)
 
 

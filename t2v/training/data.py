@@ -1,12 +1,16 @@
 """Text-video datasets for training.
 
-Three kinds, each yielding {"video": [F, 3, H, W] in [-1, 1], "caption": str}:
+Three kinds yield {"video": [F, 3, H, W] in [-1, 1], "caption": str}:
 
 - the Shapes world, made on the fly (t2v.world)
 - still frames of the Shapes world with captions of what a frame shows (t2v.world.stills), for the
   text-to-image stage: F frames of one clip per item
 - a folder of videos with captions, WebVid style: `captions.csv` (columns `video,caption`) or
   `captions.jsonl` (one {"video": ..., "caption": ...} per line), paths relative to the folder.
+
+"shapes_depth_stills" stills whose two objects often overlap (t2v.world.depth, for depth ControlNets), and
+"shapes_edits" yields the world's edit pairs for the edit stage (t2v.world.edits.ShapesEditDataset:
+"source" and "edited" clips, an "instruction").
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from torch.utils.data import Dataset
 
 from t2v.video_io import read_video
 from t2v.world import ShapesWorldDataset
+from t2v.world.depth import ShapesDepthStillsDataset
+from t2v.world.edits import ShapesEditDataset
 from t2v.world.stills import ShapesStillsDataset
 
 from .config import DataConfig
@@ -100,15 +106,37 @@ def make_dataset(config: DataConfig) -> Dataset:
             width=config.width,
             p_two_objects=config.p_two_objects,
         )
+    if config.kind == "shapes_depth_stills":
+        return ShapesDepthStillsDataset(
+            length=config.length,
+            seed=config.seed,
+            frames_per_item=config.num_frames,
+            height=config.height,
+            width=config.width,
+            p_two_objects=config.p_two_objects,
+        )
+    if config.kind == "shapes_edits":
+        return ShapesEditDataset(
+            length=config.length,
+            seed=config.seed,
+            num_frames=config.num_frames,
+            height=config.height,
+            width=config.width,
+            p_two_objects=config.p_two_objects,
+        )
     if config.kind == "folder":
         if not config.path:
             raise ValueError("data.path is required when data.kind is 'folder'")
         return TextVideoFolder(config.path, config.num_frames, config.height, config.width, config.seed)
-    raise ValueError(f"data.kind must be 'shapes', 'shapes_stills' or 'folder', got {config.kind!r}")
+    raise ValueError(f"data.kind must be one of {', '.join(map(repr, DATA_KINDS))}, got {config.kind!r}")
+
+
+DATA_KINDS = ("shapes", "shapes_stills", "shapes_depth_stills", "shapes_edits", "folder")
 
 
 def collate(batch: list[dict]) -> dict:
-    out = {"video": torch.stack([b["video"] for b in batch]), "caption": [b["caption"] for b in batch]}
-    if all("scene" in b for b in batch):  # Shapes-world clips: their scene specs (JSON), for layout_regions
-        out["scene"] = [b["scene"] for b in batch]
-    return out
+    """Tensors stacked, everything else listed, for the keys every item has (Shapes-world clips' "scene"
+    specs for layout_regions; edit pairs' "source", "edited", "instruction")."""
+    keys = [k for k in batch[0] if all(k in b for b in batch)]
+    stacked = {k: torch.is_tensor(batch[0][k]) for k in keys}
+    return {k: torch.stack([b[k] for b in batch]) if stacked[k] else [b[k] for b in batch] for k in keys}

@@ -11,12 +11,16 @@ Two stages, as in latent video diffusion, an optional third and a text-to-image 
   3. "decoder": a refiner for a `PatchAutoencoder`'s decoder, trained on noisy latents of real frames.
   4. "image": a text-to-image `UNet2DConditionModel` (Stable Diffusion layout) on latents of still frames,
      for the zero-shot, control, edit and tuning pipelines; it may start from a video UNet's spatial layers.
+  5. "edit": an Instruct-Pix2Pix UNet (the text-to-image one with the source frame's latents as extra input
+     channels) on the Shapes world's edit pairs, for video editing by instruction.
+  6. "controlnet": a ControlNet for the text-to-image UNet, on stills and their edges or depth maps.
 
 Checkpoints (`output_dir/checkpoint/`, safetensors + JSON, never pickle) are written every
 `checkpoint_every` steps and picked up again by the next run with the same output_dir. The final
 model is written in diffusers layout: `output_dir/vae/` or `output_dir/model/` (a whole pipeline).
 
-Stages 1 and 3 are in `first_stage.py`, stage 2 in `unet.py`, stage 4 in `image.py`, the loop they share in `loop.py`.
+Stages 1 and 3 are in `first_stage.py`, stage 2 in `unet.py`, stage 4 in `image.py`, stage 5 in `edit.py`,
+stage 6 in `controlnet.py`, the loop they share in `loop.py`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from pathlib import Path
 from accelerate.utils import set_seed
 
 from .config import TrainConfig, load_config
+from .controlnet import train_controlnet
+from .edit import train_edit
 from .first_stage import train_decoder, train_vae
 from .image import train_image
 from .unet import train_unet
@@ -49,7 +55,9 @@ def parse_overrides(args: list[str]) -> dict:
 
 def train(config: TrainConfig) -> Path:
     set_seed(config.seed)
-    return {"vae": train_vae, "unet": train_unet, "decoder": train_decoder, "image": train_image}[config.stage](config)
+    stages = {"vae": train_vae, "unet": train_unet, "decoder": train_decoder, "image": train_image}
+    stages |= {"edit": train_edit, "controlnet": train_controlnet}
+    return stages[config.stage](config)
 
 
 if __name__ == "__main__":  # accelerate launch -m t2v.training.train CONFIG [key=value ...]

@@ -23,6 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,8 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 MIXED_PRECISION = ("no", "fp16", "bf16")  # accelerate's: autocast, float32 weights
 TUNING_ATTRIBUTE = "t2v_tuning"  # the UNet attribute with the record of its tuning (save_tuned writes it)
 CHECKPOINT = "checkpoint"
+TUNE_STEPS = 100  # the defaults, chosen on the embedded t2v-shapes-image model (docs/tune.md)
+TUNE_LR = 1e-3
 
 
 def tuned_parameter_names(unet: UNet3DConditionModel) -> list[str]:
@@ -105,8 +108,8 @@ def tune(
     video: torch.Tensor,
     caption: str,
     *,
-    steps: int = 300,
-    lr: float = 3e-5,
+    steps: int = TUNE_STEPS,
+    lr: float = TUNE_LR,
     seed: int = 0,
     output_dir: str | Path | None = None,
     checkpoint_every: int = 100,
@@ -116,6 +119,8 @@ def tune(
     num_frames: int | None = None,
     weight_decay: float = 1e-2,
     max_grad_norm: float = 1.0,
+    device: str | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> UNet3DConditionModel:
     """Fit `unet` to one clip, in place, and return it (eval mode, frozen).
 
@@ -132,13 +137,14 @@ def tune(
     prediction type). With `output_dir`, a checkpoint (safetensors + JSON) is written every
     `checkpoint_every` steps and at the end, and a run on the same clip and caption resumes from it.
     Each step draws its randomness from `seed` and the step number, so a resumed run matches an
-    uninterrupted one.
+    uninterrupted one. device: "cpu" keeps it on the CPU; else Accelerate's choice (a GPU where there is
+    one). on_step(step, steps) is called after each step (raise from it to stop; the last checkpoint stays).
     """
     noise_scheduler = DDPMScheduler.from_config(scheduler.config)
     prediction_type = noise_scheduler.config.prediction_type
     check_clip(video, caption, vae, num_frames)
     _check_settings(unet, vae, steps, lr, checkpoint_every, mixed_precision, prediction_type)
-    accelerator = Accelerator(mixed_precision=mixed_precision)
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=device == "cpu")
     device = accelerator.device
     mean, std, embeds = _encode_clip(vae, text_encoder, tokenizer, video, caption, device)
 
@@ -149,7 +155,7 @@ def tune(
     clip = _fingerprint(video, caption)
     ckpt = Path(output_dir) / CHECKPOINT if output_dir is not None else None
     step = _load_checkpoint(ckpt, unet, optimizer, names, clip) if ckpt and (ckpt / "state.json").is_file() else 0
-    if step:
+    if step and progress:
         accelerator.print(f"resumed from {ckpt} at step {step}")
 
     model, optimizer = accelerator.prepare(unet, optimizer)
@@ -169,6 +175,8 @@ def tune(
             bar.update(1)
             if ckpt is not None and (step % checkpoint_every == 0 or step == steps) and accelerator.is_main_process:
                 _save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, names, step, clip)
+            if on_step is not None:
+                on_step(step, steps)
     bar.close()
 
     unet = accelerator.unwrap_model(model).eval().requires_grad_(False)

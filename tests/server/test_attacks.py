@@ -186,12 +186,26 @@ def test_cross_origin_changes_are_refused(server, client):
     assert_still_serves(client)
 
 
-def test_no_uploads(server, client):
+def test_uploads_only_where_files_are_taken(server, client):
     files = {"files": ("x.mp4", b"\x00" * 1000, "video/mp4")}
-    for path in ("/gradio_api/upload", "/gradio_api/upload?upload_id=1", "/v1/jobs"):
+    for path in ("/v1/jobs", "/v1/jobs?upload_id=1", "/gradio_api/queue/join", "/x/gradio_api/upload"):
         assert_short_refusal(client.post(path, files=files), 403, "no file uploads")
-    r = client.post("/gradio_api/upload", content=b"x" * 100, headers={"content-type": "application/octet-stream"})
-    assert_short_refusal(r, 403, "no file uploads")
+    for path in ("/gradio_api/upload", "/v1/uploads"):  # where files are taken: multipart only
+        r = client.post(path, content=b"x" * 100, headers={"content-type": "application/octet-stream"})
+        assert_short_refusal(r, 415, "multipart/form-data")
+    r = client.post("/v1/uploads", files={"file": ("../../x.mp4", b"\x00" * 1000, "video/mp4")})
+    assert_short_refusal(r, 422, "is not an mp4 video")  # checked, and nothing kept
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:  # says 1 TB is coming
+        s.sendall(
+            b"POST /v1/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            b"Content-Length: 1000000000000\r\n\r\n--x\r\n"
+        )
+        reply = b""
+        while b"}" not in reply and len(reply) < 8192 and (chunk := s.recv(4096)):
+            reply += chunk
+        reply = reply.decode()
+    assert reply.startswith("HTTP/1.1 413") and "--max-upload-mb" in reply, reply
+    assert not any((server.data_dir / "uploads").iterdir())
     kept = (
         [p for p in (server.data_dir / "gradio").rglob("*") if p.is_file()]
         if (server.data_dir / "gradio").exists()

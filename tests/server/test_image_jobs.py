@@ -115,7 +115,7 @@ def test_zero_shot_job_makes_an_mp4(client, tmp_path):
 
 
 BAD = [
-    ({"task": "paint"}, "task", "'generate', 'image' or 'zero-shot'"),
+    ({"task": "paint"}, "task", "'generate', 'image', 'zero-shot', 'edit', 'control' or 'tune'"),
     ({**ZERO, "zoom": 0}, "zoom", "zoom must be a scale per frame in [0.5, 2]"),
     ({**ZERO, "motion_x": 100}, "motion_x", "pixels per frame in [-64, 64]"),
     ({**ZERO, "motion_x": None, "motion": "wobble"}, "motion", "unknown motion 'wobble'"),

@@ -68,7 +68,8 @@ def test_config_errors(tmp_path):
         load_config(write_config(tmp_path / "a.yaml", stepz=3))
     with pytest.raises(ValueError, match="unknown DataConfig keys: colour"):
         load_config(write_config(tmp_path / "b.yaml", data={"colour": "red"}))
-    with pytest.raises(ValueError, match="stage must be one of 'vae', 'unet', 'decoder', 'image', got 'gan'"):
+    stages = "'vae', 'unet', 'decoder', 'image', 'edit', 'controlnet'"
+    with pytest.raises(ValueError, match=f"stage must be one of {stages}, got 'gan'"):
         load_config(write_config(tmp_path / "c.yaml", stage="gan"))
     with pytest.raises(ValueError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
