@@ -5,10 +5,14 @@ import json
 import pytest
 from safetensors import safe_open
 
-from t2v.models.loading import DEFAULT_IMAGE_MODEL_DIR, DEFAULT_MODEL_DIR, inspect_model_dir
+from t2v.models.loading import DEFAULT_EDIT_MODEL_DIR, DEFAULT_IMAGE_MODEL_DIR, DEFAULT_MODEL_DIR, inspect_model_dir
 
 
-MODELS = {"text-to-video": DEFAULT_MODEL_DIR, "text-to-image": DEFAULT_IMAGE_MODEL_DIR}
+MODELS = {
+    "text-to-video": DEFAULT_MODEL_DIR,
+    "text-to-image": DEFAULT_IMAGE_MODEL_DIR,
+    "image-edit": DEFAULT_EDIT_MODEL_DIR,
+}
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -19,7 +23,12 @@ def shipped_files(root=DEFAULT_MODEL_DIR):
 
 
 @pytest.mark.parametrize(
-    "kind, cls", [("text-to-video", "TextToVideoSDPipeline"), ("text-to-image", "StableDiffusionPipeline")]
+    "kind, cls",
+    [
+        ("text-to-video", "TextToVideoSDPipeline"),
+        ("text-to-image", "StableDiffusionPipeline"),
+        ("image-edit", "StableDiffusionInstructPix2PixPipeline"),
+    ],
 )
 def test_the_embedded_models_ship_in_the_package(kind, cls):
     info = inspect_model_dir(MODELS[kind], kind=kind)
@@ -40,6 +49,8 @@ def test_package_size():
     assert size < 40e6, f"the embedded video model is {size / 1e6:.1f} MB"
     size = sum(p.stat().st_size for p in shipped_files(DEFAULT_IMAGE_MODEL_DIR))
     assert size < 15e6, f"the embedded picture model is {size / 1e6:.1f} MB"
+    size = sum(p.stat().st_size for p in shipped_files(DEFAULT_EDIT_MODEL_DIR))
+    assert size < 15e6, f"the embedded edit model is {size / 1e6:.1f} MB"
 
 
 @pytest.mark.parametrize("root", MODELS.values(), ids=MODELS)
