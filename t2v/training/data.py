@@ -87,48 +87,23 @@ def resize_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def make_dataset(config: DataConfig) -> Dataset:
-    if config.kind == "shapes":
-        return ShapesWorldDataset(
-            length=config.length,
-            seed=config.seed,
-            num_frames=config.num_frames,
-            height=config.height,
-            width=config.width,
-            p_two_objects=config.p_two_objects,
-            split="train",
-        )
-    if config.kind == "shapes_stills":
-        return ShapesStillsDataset(
-            length=config.length,
-            seed=config.seed,
-            frames_per_item=config.num_frames,
-            height=config.height,
-            width=config.width,
-            p_two_objects=config.p_two_objects,
-        )
-    if config.kind == "shapes_depth_stills":
-        return ShapesDepthStillsDataset(
-            length=config.length,
-            seed=config.seed,
-            frames_per_item=config.num_frames,
-            height=config.height,
-            width=config.width,
-            p_two_objects=config.p_two_objects,
-        )
-    if config.kind == "shapes_edits":
-        return ShapesEditDataset(
-            length=config.length,
-            seed=config.seed,
-            num_frames=config.num_frames,
-            height=config.height,
-            width=config.width,
-            p_two_objects=config.p_two_objects,
-        )
     if config.kind == "folder":
         if not config.path:
             raise ValueError("data.path is required when data.kind is 'folder'")
         return TextVideoFolder(config.path, config.num_frames, config.height, config.width, config.seed)
-    raise ValueError(f"data.kind must be one of {', '.join(map(repr, DATA_KINDS))}, got {config.kind!r}")
+    world = {  # the Shapes world's datasets, made on the fly: kind -> (class, what num_frames is called there)
+        "shapes": (ShapesWorldDataset, "num_frames"),
+        "shapes_stills": (ShapesStillsDataset, "frames_per_item"),
+        "shapes_depth_stills": (ShapesDepthStillsDataset, "frames_per_item"),
+        "shapes_edits": (ShapesEditDataset, "num_frames"),
+    }
+    if config.kind not in world:
+        raise ValueError(f"data.kind must be one of {', '.join(map(repr, DATA_KINDS))}, got {config.kind!r}")
+    cls, frames = world[config.kind]
+    return cls(
+        length=config.length, seed=config.seed, height=config.height, width=config.width,
+        p_two_objects=config.p_two_objects, **{frames: config.num_frames},
+    )  # fmt: skip
 
 
 DATA_KINDS = ("shapes", "shapes_stills", "shapes_depth_stills", "shapes_edits", "folder")

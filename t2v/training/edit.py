@@ -14,49 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import (
-    DDPMScheduler,
-    DPMSolverMultistepScheduler,
-    StableDiffusionInstructPix2PixPipeline,
-    UNet2DConditionModel,
-)
-from safetensors.torch import load_file
+from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionInstructPix2PixPipeline
 
 from t2v.models.loading import save_model
 
 from .config import TrainConfig
 from .first_stage import encode, load_first_stage
-from .image import spatial_weights
+from .image import image_unet
 from .loop import noise_schedule, run
 from .unet import load_text_encoder, text_embedder
-
-
-def widen_conv_in(state: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
-    """A text-to-image UNet's weights with `extra` zero input channels appended to conv_in (the paper's
-    initialisation: the widened model computes what the picture model did); weights already wide pass."""
-    w = state["conv_in.weight"]
-    return {**state, "conv_in.weight": torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], 1)}
-
-
-def edit_unet(config: TrainConfig, vae, cross_attention_dim: int) -> UNet2DConditionModel:
-    d = config.data
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    if d.height % factor or d.width % factor:
-        raise ValueError(f"data height/width must be multiples of the VAE factor {factor}, got {d.height}x{d.width}")
-    channels = vae.config.latent_channels
-    unet = UNet2DConditionModel(
-        sample_size=d.height // factor,
-        in_channels=2 * channels,
-        out_channels=channels,
-        cross_attention_dim=cross_attention_dim,
-        **{"use_linear_projection": True, **config.unet},
-    )
-    if config.init_from:
-        state = spatial_weights(load_file(config.init_from))
-        if state["conv_in.weight"].shape[1] == channels:
-            state = widen_conv_in(state, channels)
-        unet.load_state_dict(state)
-    return unet
 
 
 def dropout_masks(n: int, p: float, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,7 +41,7 @@ def train_edit(config: TrainConfig) -> Path:
         raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {config.prediction_type!r}")
     vae = load_first_stage(config.vae_path).eval().requires_grad_(False)
     text_encoder, tokenizer = load_text_encoder(config.text_encoder)
-    unet = edit_unet(config, vae, text_encoder.config.hidden_size)
+    unet = image_unet(config, vae, text_encoder.config.hidden_size, extra_in=vae.config.latent_channels)
     embed = text_embedder(tokenizer, text_encoder, config.text_cache_size)
     noise_scheduler = DDPMScheduler(**noise_schedule(config.noise_shift), prediction_type=config.prediction_type)
 

@@ -37,21 +37,34 @@ def spatial_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     }
 
 
-def image_unet(config: TrainConfig, vae, cross_attention_dim: int) -> UNet2DConditionModel:
+def widen_conv_in(state: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
+    """A UNet's weights with `extra` zero input channels appended to conv_in (Instruct-Pix2Pix's
+    initialisation: the widened model computes what the picture model did)."""
+    w = state["conv_in.weight"]
+    return {**state, "conv_in.weight": torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], 1)}
+
+
+def image_unet(config: TrainConfig, vae, cross_attention_dim: int, extra_in: int = 0) -> UNet2DConditionModel:
+    """The stage's UNet2DConditionModel on the VAE's latents, from `init_from` (a 2D or 3D UNet's weights;
+    with `extra_in` more input channels, which start at zero when init_from has none)."""
     d = config.data
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     if d.height % factor or d.width % factor:
         raise ValueError(f"data height/width must be multiples of the VAE factor {factor}, got {d.height}x{d.width}")
+    channels = vae.config.latent_channels
     unet_config = {"use_linear_projection": True, **config.unet}
     unet = UNet2DConditionModel(
         sample_size=d.height // factor,
-        in_channels=vae.config.latent_channels,
-        out_channels=vae.config.latent_channels,
+        in_channels=channels + extra_in,
+        out_channels=channels,
         cross_attention_dim=cross_attention_dim,
         **unet_config,
     )
     if config.init_from:
-        unet.load_state_dict(spatial_weights(load_file(config.init_from)))
+        state = spatial_weights(load_file(config.init_from))
+        if extra_in and state["conv_in.weight"].shape[1] == channels:
+            state = widen_conv_in(state, extra_in)
+        unet.load_state_dict(state)
     return unet
 
 

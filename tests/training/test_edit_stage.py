@@ -12,7 +12,8 @@ from test_training import TINY_DATA, TINY_UNET, unet_config, vae_config, write_c
 
 from t2v.training.config import DataConfig, load_config
 from t2v.training.data import collate, make_dataset
-from t2v.training.edit import dropout_masks, widen_conv_in
+from t2v.training.edit import dropout_masks
+from t2v.training.image import widen_conv_in
 from t2v.training.train import train
 
 
