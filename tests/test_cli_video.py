@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from server.sources import pose_frame, square_video  # the server tests' source videos
 from typer.testing import CliRunner
 
 from t2v.cli import app
@@ -17,23 +18,6 @@ from t2v.video_jobs import ControlRequest, EditRequest, resize_frames, run_contr
 
 runner = CliRunner()
 EDIT_DEFAULTS = {"num_inference_steps": 3, "guidance_scale": 3.0, "image_guidance_scale": 1.5}
-
-
-def square_video(frames: int = 5, height: int = 40, width: int = 48, color=(255, 64, 0), step: int = 4):
-    """A square moving right on black, uint8 [F, H, W, 3]."""
-    video = np.zeros((frames, height, width, 3), np.uint8)
-    for k in range(frames):
-        video[k, 10:26, 4 + step * k : 20 + step * k] = color
-    return video
-
-
-def pose_frame(points: dict[int, tuple[float, float]]) -> dict:
-    """An OpenPose frame of one person: the given COCO-18 joints seen, the others not."""
-    flat = []
-    for j in range(18):
-        x, y = points.get(j, (0, 0))
-        flat += [x, y, 0.9 if j in points else 0]
-    return {"people": [{"pose_keypoints_2d": flat}]}
 
 
 @pytest.fixture(scope="module")
